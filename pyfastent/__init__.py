@@ -1,0 +1,43 @@
+"""pyfastent: information theory for neural network activations.
+
+Four estimator families behind one API (matrix-based Rényi with tensor and
+multivariate kernels, LogDet, plug-in discrete) and measures written once
+over all of them (MI, CMI, TC, DTC, PID, transfer entropy). Results are in
+bits unless an estimator is given another ``base``.
+"""
+from pyfastent._native import backend_info
+from pyfastent.estimators import Discrete, Estimator, LogDet, Prepared, Renyi
+from pyfastent.measures import (
+    PIDResult,
+    conditional_mutual_information,
+    dual_total_correlation,
+    mutual_information,
+    pid,
+    total_correlation,
+    transfer_entropy,
+)
+from pyfastent.ops import gram, renyi_entropy_from_gram
+from pyfastent.variable import Variable
+from pyfastent import widths
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Discrete",
+    "Estimator",
+    "LogDet",
+    "PIDResult",
+    "Prepared",
+    "Renyi",
+    "Variable",
+    "backend_info",
+    "conditional_mutual_information",
+    "dual_total_correlation",
+    "gram",
+    "mutual_information",
+    "pid",
+    "renyi_entropy_from_gram",
+    "total_correlation",
+    "transfer_entropy",
+    "widths",
+]

@@ -1,0 +1,87 @@
+"""Low-level ops: Gram matrices and their entropies.
+
+Each op has a pure-PyTorch implementation (``_torch_*``, the reference and
+the test oracle); CUDA kernels from ``csrc/`` are dispatched here when they
+exist for an op (see ``pyfastent.backend_info()``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from pyfastent import _checks
+from pyfastent.ops import _torch_spectrum
+from pyfastent.ops.gram import normalized_gram
+from pyfastent.variable import KERNELS, Variable, as_variable, observe
+from pyfastent.widths import as_width_rule
+
+__all__ = ["gram", "renyi_entropy_from_gram", "normalized_gram", "resolve_kernel"]
+
+
+def resolve_kernel(var: Variable, discrete: bool, default: str) -> str:
+    """The per-variable kernel, else delta for discrete data, else ``default``."""
+    if var.kernel is not None:
+        return var.kernel
+    return "delta" if discrete else default
+
+
+def gram(x, kernel: str = "rbf", sigma="knn", labels=None) -> torch.Tensor:
+    """Normalized Gram matrix A_ij = K_ij / (N·sqrt(K_ii·K_jj)) of one variable.
+
+    Args:
+        x: (N, ...) samples (trailing dims flattened) or a ``Variable``.
+            Integer/bool data of shape (N,) or (N, k) uses the delta kernel.
+        kernel: ``"rbf"`` (exp(−‖x_i − x_j‖²/(2σ²))), ``"linear"`` or
+            ``"delta"``, for continuous data.
+        sigma: RBF width: a number, ``"knn"``, ``"silverman"``,
+            ``"alignment"`` (with ``labels``) or a ``pyfastent.widths`` rule.
+        labels: (N,) integer class labels for ``sigma="alignment"``.
+
+    Returns:
+        [N, N] tensor with trace 1 on x's device, float64 for float64 data,
+        float32 otherwise.
+    """
+    _checks.choice("kernel", kernel, KERNELS)
+    rule = as_width_rule(sigma, labels)
+    var = as_variable(x)
+    obs = observe(var, "x")
+    matrix, _ = normalized_gram(obs, resolve_kernel(var, obs.discrete, kernel), var.sigma or rule, "x")
+    return matrix
+
+
+def renyi_entropy_from_gram(A, alpha: float, base: float = 2):
+    """Matrix-based Rényi α-entropy S_α(A) = 1/(1−α) log Σ λ_i(A)^α.
+
+    Sánchez Giraldo, Rao & Príncipe (2015); α = 1 gives the von Neumann
+    entropy −Σ λ log λ exactly, α = 2 uses ‖A‖_F² without an
+    eigendecomposition.
+
+    Args:
+        A: symmetric positive semidefinite [N, N] (or batched [B, N, N])
+            matrix; it is divided by its trace, a no-op for ``gram``'s output.
+        alpha: order α > 0.
+        base: logarithm base (2: bits, ``math.e``: nats).
+
+    Returns:
+        float in units of ``base``; a float64 tensor of shape [B] for batches.
+    """
+    alpha = _checks.alpha_order(alpha)
+    ln_base = _checks.log_base(base)
+    a = _checks.as_tensor("A", A)
+    if a.dim() not in (2, 3) or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"A must be a square matrix [N, N] or a batch [B, N, N], got shape {tuple(a.shape)}")
+    if a.shape[-1] < 1 or a.numel() == 0:
+        raise ValueError(f"A is empty (shape {tuple(a.shape)})")
+    a = a if a.is_floating_point() else a.to(torch.float64)
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError("A contains non-finite values (NaN or inf)")
+    scale = a.abs().amax()
+    if not torch.allclose(a, a.mT, rtol=1e-5, atol=1e-6 * float(scale)):
+        raise ValueError("A must be symmetric")
+    trace = a.diagonal(dim1=-2, dim2=-1).sum(-1)
+    if not bool((trace > 0).all()):
+        raise ValueError("A must have a positive trace (it is divided by it)")
+    nats = _torch_spectrum.renyi_nats(a, alpha)
+    bits = nats / ln_base
+    return float(bits) if a.dim() == 2 else bits

@@ -1,0 +1,55 @@
+"""Normalized Gram matrices of variables: the op every Rényi quantity starts from."""
+from __future__ import annotations
+
+import torch
+
+from pyfastent._memory import ensure_square_fits
+from pyfastent.ops import _torch_gram
+from pyfastent.variable import Observations, row_codes
+from pyfastent.widths import WidthRule
+
+
+def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str) -> tuple[torch.Tensor, tuple]:
+    """A_ij = K_ij / (N sqrt(K_ii K_jj)) of one variable, and the widths used.
+
+    Args:
+        obs: the checked samples; (N, C, D) values mean C channels whose
+            Hadamard product is returned (one RBF on the channels scaled by
+            1/σ_c, DESIGN.md 3.1), without forming C separate N×N matrices.
+        kernel: ``"rbf"``, ``"linear"`` or ``"delta"``.
+        rule: gives σ (or σ_c per channel) from the squared distances.
+        name: the argument name used in errors.
+
+    Returns:
+        (A, sigmas): A is [N, N] with trace 1, float32 or float64 like the
+        data (discrete data: float32); sigmas is a tuple of the σ used (empty
+        for the linear and delta kernels).
+    """
+    values = obs.values
+    dtype = values.dtype if values.is_floating_point() else torch.float32
+    # The distances, the kernel and its normalization each hold one N×N matrix.
+    ensure_square_fits(obs.n, dtype, values.device, copies=3, what=f"the Gram matrix of {name}")
+    if kernel == "delta":
+        return _torch_gram.delta(row_codes(values), dtype) / obs.n, ()
+    x = values.to(dtype)
+    if kernel == "linear":
+        return _torch_gram.normalize(_torch_gram.linear(x.reshape(obs.n, -1))), ()
+    if x.dim() == 3:
+        return _channel_gram(x, rule, name)
+    sq = _torch_gram.squared_distances(x)
+    sigma = rule(sq, x.shape[1])
+    # RBF: K_ii = 1, so the normalization is a division by N.
+    return _torch_gram.rbf(sq, sigma).div_(obs.n), (sigma,)
+
+
+def _channel_gram(x: torch.Tensor, rule: WidthRule, name: str):
+    n, c, d = x.shape
+    weighted = x.new_zeros((n, n))  # Σ_c d_c² / σ_c²
+    sigmas = []
+    for ch in range(c):
+        sq = _torch_gram.squared_distances(x[:, ch])
+        sigma = rule(sq, d)
+        sigmas.append(sigma)
+        weighted.add_(sq, alpha=1.0 / (sigma * sigma))
+    # Hadamard product of per-channel RBFs = exp(−½ Σ_c d_c²/σ_c²); its trace is N.
+    return _torch_gram.rbf(weighted, 1.0).div_(n), tuple(sigmas)
