@@ -5,6 +5,7 @@ Entropy Estimator" (2021).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -71,7 +72,7 @@ class LogDet(Estimator):
 
     def _joint_nats(self, payloads):
         n = payloads[0].x.shape[0]
-        dtype = torch.result_type(*[p.x for p in payloads]) if len(payloads) > 1 else payloads[0].x.dtype
+        dtype = functools.reduce(torch.promote_types, [p.x.dtype for p in payloads])
         d = sum(p.x.shape[1] for p in payloads)
         if d <= n:
             x = torch.cat([p.x.to(dtype) for p in payloads], dim=1)  # [N, d]

@@ -32,10 +32,15 @@ def renyi_nats(a: torch.Tensor, alpha: float) -> torch.Tensor:
 def spectrum_renyi_nats(eig: torch.Tensor, alpha: float) -> torch.Tensor:
     """S_α from eigenvalues: [..., N] -> [...], in nats.
 
-    Negative round-off eigenvalues are set to 0 and the rest renormalized to
-    sum 1; 0·log 0 = 0, and zero eigenvalues contribute nothing for any α.
+    Eigenvalues within the eigensolver's round-off of zero, λ ≤ N·ε·λ_max
+    with ε the float64 machine epsilon (negative ones included), are set to 0
+    and the rest renormalized to sum 1; 0·log 0 = 0, and zero eigenvalues
+    contribute nothing for any α. Without the threshold, positive round-off
+    eigenvalues would bias S_α upwards for α < 1 (λ^α ≫ λ for tiny λ).
     """
-    lam = eig.clamp(min=0.0)
+    n = eig.shape[-1]
+    floor = n * torch.finfo(torch.float64).eps * eig.amax(dim=-1, keepdim=True)
+    lam = torch.where(eig > floor, eig, torch.zeros_like(eig))
     lam = lam / lam.sum(dim=-1, keepdim=True)
     positive = lam > 0
     log_lam = torch.where(positive, lam, torch.ones_like(lam)).log()  # log 1 = 0 where λ = 0

@@ -1,0 +1,64 @@
+"""Partial information decomposition (DESIGN.md 3.4)."""
+import pytest
+import torch
+
+import pyfastent as pf
+
+ESTIMATORS = [pf.Discrete(), pf.Renyi(alpha=1)]
+
+
+def balanced_bits():
+    t1 = torch.tensor([0, 0, 1, 1]).repeat(25)
+    t2 = torch.tensor([0, 1, 0, 1]).repeat(25)
+    return t1, t2
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=repr)
+def test_xor_is_pure_synergy(est):
+    t1, t2 = balanced_bits()
+    r = pf.pid(t1 ^ t2, [t1, t2], estimator=est)
+    assert r.synergy == pytest.approx(1.0, abs=1e-9)
+    assert r.redundancy == pytest.approx(0.0, abs=1e-9)
+    assert r.unique == pytest.approx((0.0, 0.0), abs=1e-9)
+    assert r.mutual_information == pytest.approx(1.0, abs=1e-9)
+    assert r.tradeoff == pytest.approx(-1.0, abs=1e-9)
+    assert r.nonredundant == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=repr)
+def test_copies_are_pure_redundancy(est):
+    t1, _ = balanced_bits()
+    r = pf.pid(t1, [t1, t1.clone()], estimator=est)
+    assert r.redundancy == pytest.approx(1.0, abs=1e-9)
+    assert r.synergy == pytest.approx(0.0, abs=1e-9)
+    assert r.tradeoff == pytest.approx(1.0, abs=1e-9)
+    assert r.nonredundant == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("est", [pf.Discrete(), pf.Renyi(alpha=1.01), pf.LogDet(beta=1.0)], ids=repr)
+def test_two_source_atoms_add_up_to_joint_mi(est, rng):
+    t1 = torch.randint(0, 3, (200,), generator=rng)
+    t2 = torch.randint(0, 2, (200,), generator=rng)
+    y = (t1 + t2 * torch.randint(0, 2, (200,), generator=rng)) % 3
+    r = pf.pid(y, [t1, t2], estimator=est)
+    assert r.synergy + r.redundancy + sum(r.unique) == pytest.approx(r.mutual_information, abs=1e-9)
+    assert r.mutual_information == pytest.approx(pf.mutual_information(y, [t1, t2], estimator=est), abs=1e-9)
+    assert r.source_information[0] == pytest.approx(pf.mutual_information(y, t1, estimator=est), abs=1e-9)
+
+
+def test_k_sources_and_zero_information():
+    t1, t2 = balanced_bits()
+    t3 = torch.tensor([0, 1]).repeat(50)
+    r = pf.pid(t1 ^ t2, [t1, t2, t3], estimator=pf.Discrete())
+    assert len(r.unique) == 3
+    assert r.synergy == pytest.approx(r.mutual_information - max(r.source_information), abs=1e-12)
+    nothing = pf.pid(torch.zeros(100, dtype=torch.long), [t1, t2], estimator=pf.Discrete())
+    assert nothing.mutual_information == 0.0
+    assert (nothing.tradeoff, nothing.nonredundant) == (0.0, 0.0)
+
+
+def test_grouped_sources(rng):
+    x = torch.randint(0, 2, (128, 4), generator=rng)
+    y = x[:, 0] ^ x[:, 1]
+    r = pf.pid(y, [(x[:, 0], x[:, 2]), (x[:, 1], x[:, 3])], estimator=pf.Discrete())
+    assert r.mutual_information == pytest.approx(pf.mutual_information(y, x, estimator=pf.Discrete()), abs=1e-12)

@@ -1,0 +1,98 @@
+"""Exact facts of matrix-based Rényi entropy (DESIGN.md 3.1-3.2)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import pyfastent as pf
+from pyfastent.widths import Fixed
+
+import reference as ref
+
+ALPHAS = [0.5, 1.0, 1.01, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+@pytest.mark.parametrize("n", [2, 17, 256])
+def test_identity_kernel_gives_log_n(alpha, n, device):
+    assert pf.renyi_entropy_from_gram(torch.eye(n, device=device) / n, alpha) == pytest.approx(math.log2(n), abs=1e-9)
+    distinct = torch.arange(n, device=device)  # delta kernel on all-distinct labels is I
+    assert pf.Renyi(alpha=alpha).entropy(distinct) == pytest.approx(math.log2(n), abs=1e-9)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_all_ones_kernel_gives_zero(alpha, device):
+    n = 50
+    assert pf.renyi_entropy_from_gram(torch.ones(n, n, device=device) / n, alpha) == pytest.approx(0.0, abs=1e-9)
+    assert pf.Renyi(alpha=alpha).entropy(torch.zeros(n, dtype=torch.long, device=device)) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+@pytest.mark.parametrize("classes", [2, 3, 10])
+def test_balanced_labels_give_log_classes(alpha, classes, device):
+    labels = torch.arange(classes * 20, device=device) % classes
+    assert pf.Renyi(alpha=alpha).entropy(labels) == pytest.approx(math.log2(classes), abs=1e-9)
+
+
+def test_entropy_in_nats_with_base_e():
+    labels = torch.arange(40) % 4
+    assert pf.Renyi(alpha=1, base=math.e).entropy(labels) == pytest.approx(math.log(4), abs=1e-12)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_delta_kernel_equals_plugin_renyi(alpha, rng, device):
+    labels = torch.multinomial(torch.tensor([0.5, 0.2, 0.2, 0.07, 0.03]), 300, replacement=True, generator=rng)
+    pairs = torch.stack([labels, torch.randint(0, 3, (300,), generator=rng)], dim=1)
+    est = pf.Renyi(alpha=alpha)
+    assert est.entropy(labels.to(device)) == pytest.approx(ref.plugin_renyi_bits(labels.numpy(), alpha), abs=1e-9)
+    assert est.entropy(pairs.to(device)) == pytest.approx(ref.plugin_renyi_bits(pairs.numpy(), alpha), abs=1e-9)
+    # The Hadamard joint of delta kernels is the plug-in joint entropy.
+    joint = est.entropy(pairs[:, 0].to(device), pairs[:, 1].to(device))
+    assert joint == pytest.approx(ref.plugin_renyi_bits(pairs.numpy(), alpha), abs=1e-9)
+
+
+def test_mi_at_alpha_one_equals_plugin_shannon_mi(rng, device):
+    x = torch.randint(0, 4, (400,), generator=rng)
+    y = (x + torch.randint(0, 2, (400,), generator=rng)) % 3
+    expected = ref.plugin_mi_bits(x.numpy(), y.numpy())
+    assert expected > 0.3
+    got = pf.mutual_information(x.to(device), y.to(device), estimator=pf.Renyi(alpha=1))
+    assert got == pytest.approx(expected, abs=1e-9)
+    assert pf.mutual_information(x, y, estimator=pf.Discrete()) == pytest.approx(expected, abs=1e-12)
+
+
+def test_hadamard_of_channel_grams_equals_weighted_concatenation(rng, device):
+    x = torch.randn(60, 5, 3, 4, generator=rng, dtype=torch.float64).to(device)
+    x[:, 1] *= 4.0  # channels on different scales get different widths
+    channel_grams = [pf.gram(x[:, c]) for c in range(x.shape[1])]
+    product = channel_grams[0].clone()
+    for g in channel_grams[1:]:
+        product *= g
+    product /= product.trace()
+    fused = pf.gram(pf.Variable(x, channels=True))
+    torch.testing.assert_close(fused, product, rtol=1e-10, atol=1e-14)
+    sigmas = [ref.knn_sigma(x[:, c].cpu().numpy()) for c in range(x.shape[1])]
+    scaled = torch.cat([x[:, c].reshape(60, -1) / s for c, s in enumerate(sigmas)], dim=1)
+    torch.testing.assert_close(fused, pf.gram(scaled, sigma=1.0), rtol=1e-10, atol=1e-14)
+    est = pf.Renyi(alpha=1.01)
+    joint = est.entropy(*[pf.Variable(x[:, c]) for c in range(x.shape[1])])
+    assert est.entropy(pf.Variable(x, channels=True)) == pytest.approx(joint, abs=1e-9)
+
+
+def test_gram_has_unit_trace_and_matches_reference(rng):
+    x = torch.randn(40, 7, generator=rng, dtype=torch.float64)
+    a = pf.gram(x, sigma=1.3)
+    assert float(a.trace()) == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(a.numpy(), ref.rbf_gram(x.numpy(), 1.3), rtol=1e-12, atol=1e-15)
+    lin = pf.gram(x, kernel="linear")
+    xn = x / x.norm(dim=1, keepdim=True)
+    np.testing.assert_allclose(lin.numpy(), (xn @ xn.T).numpy() / 40, rtol=1e-12, atol=1e-15)
+
+
+def test_matrix_values_bounded_by_log_n(rng):
+    x = torch.randn(64, 3, generator=rng)
+    t = torch.randn(64, 8, generator=rng)
+    est = pf.Renyi(alpha=1.01, sigma=Fixed(0.05))  # a tiny width: near-identity Gram
+    assert est.entropy(x) <= math.log2(64) + 1e-9
+    assert pf.mutual_information(x, t, estimator=est) <= math.log2(64) + 1e-9
