@@ -1,0 +1,163 @@
+"""Bad input is a ValueError naming the argument (DESIGN.md section 4)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import pyfastent as pf
+
+X = torch.randn(20, 3)
+Y = torch.randint(0, 2, (20,))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("est", [pf.Renyi(), pf.LogDet()], ids=repr)
+def test_non_finite_values(bad, est):
+    x = X.clone()
+    x[3, 1] = bad
+    with pytest.raises(ValueError, match=r"^x contains 1 non-finite"):
+        est.entropy(x)
+    with pytest.raises(ValueError, match=r"^y contains 1 non-finite"):
+        pf.mutual_information(X, x, estimator=est)
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_fewer_than_two_samples(n):
+    with pytest.raises(ValueError, match=r"^x needs at least N = 2"):
+        pf.Renyi().entropy(torch.randn(n, 3))
+    with pytest.raises(ValueError, match=r"^x needs at least N = 2"):
+        pf.gram(torch.randn(n, 3))
+
+
+def test_scalar_and_featureless_variables():
+    with pytest.raises(ValueError, match=r"^x must have a sample dimension"):
+        pf.Renyi().entropy(torch.tensor(1.0))
+    with pytest.raises(ValueError, match=r"^x has no features"):
+        pf.LogDet().entropy(torch.randn(5, 0))
+
+
+def test_mismatched_sample_counts():
+    with pytest.raises(ValueError, match=r"^y has 19 samples but x has 20"):
+        pf.mutual_information(X, Y[:19])
+    with pytest.raises(ValueError, match=r"^z has 19 samples but x has 20"):
+        pf.conditional_mutual_information(X, X, X[:19])
+    with pytest.raises(ValueError, match=r"^variables\[1\] has 19 samples"):
+        pf.Renyi().entropy(X, X[:19])
+    with pytest.raises(ValueError, match=r"^target has 19 time steps but source has 20"):
+        pf.transfer_entropy(Y, Y[:19])
+
+
+@pytest.mark.parametrize("sigma", [0, -1.0, math.nan, math.inf])
+def test_non_positive_sigma(sigma):
+    with pytest.raises(ValueError, match=r"^sigma must be a positive"):
+        pf.Renyi(sigma=sigma)
+    with pytest.raises(ValueError, match=r"^sigma must be a positive"):
+        pf.Variable(X, sigma=sigma)
+    with pytest.raises(ValueError, match=r"^sigma must be a positive"):
+        pf.gram(X, sigma=sigma)
+
+
+@pytest.mark.parametrize("alpha", [0, -0.5, math.nan, math.inf, "2"])
+def test_non_positive_alpha(alpha):
+    with pytest.raises(ValueError, match=r"^alpha must be a positive"):
+        pf.Renyi(alpha=alpha)
+    with pytest.raises(ValueError, match=r"^alpha must be a positive"):
+        pf.renyi_entropy_from_gram(torch.eye(3), alpha)
+
+
+@pytest.mark.parametrize("beta", [0, -1.0, math.nan])
+def test_non_positive_beta(beta):
+    with pytest.raises(ValueError, match=r"^beta must be a positive"):
+        pf.LogDet(beta=beta)
+
+
+def test_float_where_labels_are_required():
+    with pytest.raises(ValueError, match=r"^x must be discrete labels"):
+        pf.Discrete().entropy(X)
+    with pytest.raises(ValueError, match=r"^y must be discrete labels"):
+        pf.mutual_information(Y, X, estimator=pf.Discrete())
+    with pytest.raises(ValueError, match=r"^labels must be discrete labels"):
+        pf.Renyi(sigma="alignment", labels=X[:, 0])
+
+
+def test_unknown_sigma_rule_and_missing_labels():
+    with pytest.raises(ValueError, match=r"^sigma must be a positive number or one of"):
+        pf.Renyi(sigma="scott")
+    with pytest.raises(ValueError, match=r"^sigma='alignment' needs class labels"):
+        pf.Renyi(sigma="alignment")
+    with pytest.raises(ValueError, match=r"^labels has 10 samples but the variable has 20"):
+        pf.Renyi(sigma="alignment", labels=Y[:10]).entropy(X)
+
+
+def test_unknown_options():
+    with pytest.raises(ValueError, match=r"^kernel must be one of"):
+        pf.Renyi(kernel="laplace")
+    with pytest.raises(ValueError, match=r"^mode must be one of"):
+        pf.LogDet(mode="pearson")
+    with pytest.raises(ValueError, match=r"^kernel must be 'rbf' when channels=True"):
+        pf.Variable(X, kernel="linear", channels=True)
+    with pytest.raises(ValueError, match=r"^k must be a positive integer"):
+        pf.widths.KNN(k=0)
+
+
+@pytest.mark.parametrize("base", [0, 1, -2, math.nan])
+def test_bad_base(base):
+    with pytest.raises(ValueError, match=r"^base must be"):
+        pf.Renyi(base=base)
+    with pytest.raises(ValueError, match=r"^base must be"):
+        pf.Discrete(base=base)
+
+
+def test_bad_measure_arguments():
+    with pytest.raises(ValueError, match=r"^estimator must be a pyfastent estimator"):
+        pf.mutual_information(X, X, estimator="renyi")
+    with pytest.raises(ValueError, match=r"^sources must be a list of at least 2"):
+        pf.pid(Y, [X])
+    with pytest.raises(ValueError, match=r"^sources must be a list of at least 2"):
+        pf.pid(Y, X)
+    with pytest.raises(ValueError, match=r"^variables must be a list of at least 2"):
+        pf.total_correlation([X])
+    with pytest.raises(ValueError, match=r"^variables: entropy needs at least one"):
+        pf.Renyi().entropy()
+    for name in ("k", "l", "lag"):
+        with pytest.raises(ValueError, match=rf"^{name} must be a positive integer"):
+            pf.transfer_entropy(Y, Y, **{name: 0})
+    with pytest.raises(ValueError, match=r"^source and target are too short"):
+        pf.transfer_entropy(Y[:4], Y[:4], k=3)
+    with pytest.raises(ValueError, match=r"^source must have shape \(T,\) or \(T, n\)"):
+        pf.transfer_entropy(torch.randn(20, 2, 2), torch.randn(20))
+
+
+def test_prepared_by_another_estimator():
+    px = pf.Renyi().prepare(X)
+    with pytest.raises(ValueError, match=r"^y was prepared by another estimator"):
+        pf.mutual_information(X, px, estimator=pf.Renyi())
+
+
+def test_bad_gram_matrices():
+    with pytest.raises(ValueError, match=r"^A must be a square matrix"):
+        pf.renyi_entropy_from_gram(torch.ones(3, 4), 2)
+    with pytest.raises(ValueError, match=r"^A must be symmetric"):
+        pf.renyi_entropy_from_gram(torch.tensor([[1.0, 0.5], [0.0, 1.0]]), 2)
+    with pytest.raises(ValueError, match=r"^A contains non-finite"):
+        pf.renyi_entropy_from_gram(torch.tensor([[1.0, math.nan], [math.nan, 1.0]]), 2)
+    with pytest.raises(ValueError, match=r"^A must have a positive trace"):
+        pf.renyi_entropy_from_gram(torch.zeros(3, 3), 2)
+
+
+def test_non_numeric_data():
+    with pytest.raises(ValueError, match=r"^x must hold numbers"):
+        pf.Renyi().entropy(np.array(["a", "b", "c"]))
+    with pytest.raises(ValueError, match=r"^x must be real"):
+        pf.Renyi().entropy(torch.randn(5, 2, dtype=torch.complex64))
+    with pytest.raises(ValueError, match=r"^x could not be converted"):
+        pf.Renyi().entropy([[1.0, 2.0], [3.0]])
+
+
+def test_degenerate_widths_and_kernels():
+    duplicates = torch.tensor([[0.0], [0.0], [1.0], [1.0]])
+    with pytest.raises(ValueError, match=r"^sigma rule 'knn' \(k=1\) gives 0"):
+        pf.Renyi(sigma=pf.widths.KNN(k=1)).entropy(duplicates)
+    with pytest.raises(ValueError, match=r"^x has 1 samples with K_ii <= 0"):
+        pf.gram(torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 1.0]]), kernel="linear")

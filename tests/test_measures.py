@@ -1,0 +1,105 @@
+"""MI, CMI, TC and DTC on exact discrete facts, for every estimator that can
+reach them exactly; and the reuse of prepared variables."""
+import numpy as np
+import pytest
+import torch
+
+import pyfastent as pf
+import pyfastent.ops
+
+import reference as ref
+
+EXACT = [pf.Discrete(), pf.Renyi(alpha=1)]
+
+
+def xor_triple():
+    x1 = torch.tensor([0, 0, 1, 1]).repeat(10)
+    x2 = torch.tensor([0, 1, 0, 1]).repeat(10)
+    return x1, x2, x1 ^ x2
+
+
+@pytest.mark.parametrize("est", EXACT, ids=repr)
+def test_xor_triple(est):
+    x1, x2, x3 = xor_triple()
+    assert pf.mutual_information(x1, x2, estimator=est) == pytest.approx(0.0, abs=1e-9)
+    assert pf.conditional_mutual_information(x1, x2, x3, estimator=est) == pytest.approx(1.0, abs=1e-9)
+    assert pf.total_correlation([x1, x2, x3], estimator=est) == pytest.approx(1.0, abs=1e-9)
+    assert pf.dual_total_correlation([x1, x2, x3], estimator=est) == pytest.approx(2.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("est", [pf.Discrete(), pf.Renyi(alpha=1.01), pf.LogDet()], ids=repr)
+def test_two_variable_tc_and_dtc_equal_mi(est, rng):
+    x = torch.randint(0, 3, (100,), generator=rng)
+    y = (x + torch.randint(0, 2, (100,), generator=rng)) % 3
+    mi = pf.mutual_information(x, y, estimator=est)
+    assert pf.total_correlation([x, y], estimator=est) == pytest.approx(mi, abs=1e-9)
+    assert pf.dual_total_correlation([x, y], estimator=est) == pytest.approx(mi, abs=1e-9)
+
+
+def test_discrete_measures_match_counting_reference(rng):
+    x = torch.randint(0, 4, (500,), generator=rng)
+    y = (x * torch.randint(0, 2, (500,), generator=rng)) % 3
+    z = torch.randint(0, 2, (500, 2), generator=rng)
+    est = pf.Discrete()
+    assert pf.mutual_information(x, y, estimator=est) == pytest.approx(ref.plugin_mi_bits(x.numpy(), y.numpy()), abs=1e-12)
+    h = lambda *v: ref.plugin_renyi_bits(np.column_stack([a.numpy() for a in v]), 1)  # noqa: E731
+    expected = h(x, z) + h(y, z) - h(x, y, z) - h(z)
+    assert pf.conditional_mutual_information(x, y, z, estimator=est) == pytest.approx(expected, abs=1e-12)
+    # A list is a group of variables taken jointly.
+    assert pf.mutual_information([x, y], z, estimator=est) == pytest.approx(h(x, y) + h(z) - h(x, y, z), abs=1e-12)
+
+
+def test_numpy_and_lists_are_accepted(rng):
+    x = torch.randn(50, 4, generator=rng, dtype=torch.float64)
+    y = torch.randint(0, 3, (50,), generator=rng)
+    est = pf.Renyi()
+    expected = pf.mutual_information(x, y, estimator=est)
+    assert pf.mutual_information(x.numpy(), y.numpy(), estimator=est) == pytest.approx(expected, abs=1e-12)
+    # Lists of Python floats become float32 tensors (torch's default dtype).
+    assert pf.mutual_information(x.tolist(), y.tolist(), estimator=est) == pytest.approx(expected, abs=1e-5)
+
+
+def test_variable_overrides(rng):
+    x = torch.randn(60, 3, generator=rng, dtype=torch.float64)
+    labels = torch.randint(0, 3, (60,), generator=rng)
+    est = pf.Renyi(alpha=2)
+    as_rbf = est.entropy(pf.Variable(labels, kernel="rbf", sigma=0.5))
+    assert as_rbf == pytest.approx(pf.Renyi(alpha=2, sigma=0.5).entropy(labels.float()), abs=1e-12)
+    assert est.entropy(pf.Variable(x, sigma=0.7)) == pytest.approx(pf.Renyi(alpha=2, sigma=0.7).entropy(x), abs=1e-12)
+
+
+def test_each_gram_is_built_once(monkeypatch, rng):
+    calls = []
+    build = pyfastent.ops.normalized_gram
+
+    def counting(obs, kernel, rule, name):
+        calls.append(name)
+        return build(obs, kernel, rule, name)
+
+    monkeypatch.setattr(pyfastent.ops, "normalized_gram", counting)
+    x = torch.randn(40, 5, generator=rng)
+    y = torch.randint(0, 2, (40,), generator=rng)
+    layers = [torch.randn(40, 8, generator=rng) for _ in range(3)]
+    est = pf.Renyi()
+
+    pf.conditional_mutual_information(x, y, layers[0], estimator=est)  # 4 joint entropies, 3 variables
+    assert sorted(calls) == ["x", "y", "z"]
+
+    calls.clear()
+    px, py = est.prepare(x), est.prepare(y, "y")
+    for t in layers:  # the information-plane pattern: X and Y reused for every layer
+        pt = est.prepare(t, "t")
+        pf.mutual_information(px, pt, estimator=est)
+        pf.mutual_information(pt, py, estimator=est)
+    assert calls == ["x", "y", "t", "t", "t"]
+
+
+def test_logdet_wide_joint_gram_is_built_once(rng):
+    est = pf.LogDet()
+    wide = est.prepare(torch.randn(20, 50, generator=rng))
+    other = est.prepare(torch.randn(20, 30, generator=rng))
+    est.joint_entropy([wide, other])
+    cached = wide.payload._gram
+    assert cached is not None
+    est.joint_entropy([wide, other])
+    assert wide.payload._gram is cached
