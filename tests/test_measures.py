@@ -103,3 +103,15 @@ def test_logdet_wide_joint_gram_is_built_once(rng):
     assert cached is not None
     est.joint_entropy([wide, other])
     assert wide.payload._gram is cached
+
+
+def test_marginal_entropy_of_a_prepared_variable_is_computed_once(monkeypatch, rng):
+    est = pf.Renyi()
+    px = est.prepare(torch.randn(30, 4, generator=rng))
+    layers = [est.prepare(torch.randn(30, 6, generator=rng), "t") for _ in range(3)]
+    joints = []
+    inner = est._joint_nats
+    monkeypatch.setattr(est, "_joint_nats", lambda payloads: joints.append(len(payloads)) or inner(payloads))
+    for pt in layers:
+        pf.mutual_information(px, pt, estimator=est)
+    assert sorted(joints) == [1, 1, 1, 1, 2, 2, 2]  # H(X) once, H(T) and H(X,T) per layer

@@ -8,14 +8,14 @@ entropy.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from pyfastent import _checks
 from pyfastent.variable import Observations, Variable, as_variable, observe
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Prepared:
     """A variable turned into what its estimator needs, computed once.
 
@@ -27,12 +27,16 @@ class Prepared:
         n: number of samples N.
         payload: the estimator's object (see each estimator).
         name: the argument name it was prepared under, used in errors.
+
+    Its own entropy is kept once computed, so a variable reused in many
+    measures (X in every layer's I(X;T)) is never decomposed twice.
     """
 
     estimator: "Estimator"
     n: int
     payload: object
     name: str
+    _entropy: float | None = field(default=None, repr=False)
 
 
 class Estimator(abc.ABC):
@@ -76,7 +80,12 @@ class Estimator(abc.ABC):
     def joint_entropy(self, prepared: Sequence[Prepared]) -> float:
         """Joint entropy of prepared variables, in units of ``base``."""
         _checks.same_sample_count((p.name, p.n) for p in prepared)
-        return float(self._joint_nats([p.payload for p in prepared])) / self._ln_base
+        if len(prepared) == 1 and prepared[0]._entropy is not None:
+            return prepared[0]._entropy
+        value = float(self._joint_nats([p.payload for p in prepared])) / self._ln_base
+        if len(prepared) == 1:
+            prepared[0]._entropy = value
+        return value
 
     @abc.abstractmethod
     def _prepare(self, var: Variable, obs: Observations, name: str) -> object:
