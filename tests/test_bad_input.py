@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import pyfastent as pf
+import pyfastent._memory
 
 X = torch.randn(20, 3)
 Y = torch.randint(0, 2, (20,))
@@ -161,3 +162,9 @@ def test_degenerate_widths_and_kernels():
         pf.Renyi(sigma=pf.widths.KNN(k=1)).entropy(duplicates)
     with pytest.raises(ValueError, match=r"^x has 1 samples with K_ii <= 0"):
         pf.gram(torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 1.0]]), kernel="linear")
+
+
+def test_gram_that_cannot_fit_is_a_clear_memory_error(monkeypatch):
+    monkeypatch.setattr(pf._memory, "available_bytes", lambda device: 1000)
+    with pytest.raises(MemoryError, match=r"^the Gram matrix of x needs about .* 20×20 float32 .* use fewer samples"):
+        pf.Renyi().entropy(X)

@@ -47,6 +47,11 @@ def test_backend_info_reports_everything():
     assert isinstance(info["reason"], str) and info["reason"]
 
 
+def test_extension_present_when_required():
+    if os.environ.get("PYFASTENT_REQUIRE_EXTENSION") == "1":
+        assert _native._C is not None, f"pyfastent imported from {pf.__file__} without _C"
+
+
 @pytest.mark.skipif(_native._C is None, reason="native extension not built")
 def test_native_plumbing():
     c = _native._C

@@ -73,5 +73,5 @@ class Renyi(Estimator):
         mats = [p.matrix for p in payloads]
         if len({m.device for m in mats}) > 1:
             raise ValueError("variables must be on one device, got " + ", ".join(str(m.device) for m in mats))
-        joint = mats[0] if len(mats) == 1 else _torch_gram.hadamard_normalized(mats)
+        joint = mats[0] if len(mats) == 1 else _torch_gram.hadamard(mats)
         return _torch_spectrum.renyi_nats(joint, self.alpha)

@@ -51,9 +51,10 @@ def normalize(k: torch.Tensor) -> torch.Tensor:
     return k * scale[:, None] * scale[None, :] / n
 
 
-def hadamard_normalized(mats: list[torch.Tensor]) -> torch.Tensor:
-    """A_1 ∘ … ∘ A_k / tr(A_1 ∘ … ∘ A_k): k × [N, N] -> [N, N]."""
+def hadamard(mats: list[torch.Tensor]) -> torch.Tensor:
+    """A_1 ∘ … ∘ A_k: k × [N, N] -> [N, N] (not renormalized: the entropy
+    ops divide by the trace)."""
     out = mats[0].clone()
     for m in mats[1:]:
         out.mul_(m)
-    return out.div_(out.diagonal().sum())
+    return out
