@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 
-def positive_number(name: str, value, *, allow_inf: bool = False) -> float:
+def positive_number(name: str, value) -> float:
     """``value`` as a float, rejecting bools, non-numbers, NaN, inf and ``<= 0``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     value = float(value)
-    if math.isnan(value) or (math.isinf(value) and not allow_inf) or value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return value
 

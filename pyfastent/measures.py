@@ -81,7 +81,7 @@ def conditional_mutual_information(x, y, z, estimator=None) -> float:
 
 
 def _variables(variables, name: str) -> dict:
-    if isinstance(variables, _ATOMS) or not isinstance(variables, (list, tuple)) or len(variables) < 2:
+    if not isinstance(variables, (list, tuple)) or len(variables) < 2:
         raise ValueError(f"{name} must be a list of at least 2 variables, got {type(variables).__name__}")
     return {f"{name}[{i}]": v for i, v in enumerate(variables)}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from pyfastent import _checks
-from pyfastent.widths import WidthRule, as_width_rule
+from pyfastent.widths import as_width_rule
 
 KERNELS = ("rbf", "linear", "delta")
 
@@ -53,10 +53,6 @@ class Variable:
     def with_data(self, data) -> "Variable":
         """The same options applied to other observations."""
         return replace(self, data=data)
-
-    @property
-    def width(self) -> WidthRule | None:
-        return self.sigma
 
 
 def as_variable(x) -> Variable:
