@@ -134,6 +134,32 @@ class Alignment(WidthRule):
         return best
 
 
+@dataclass(frozen=True)
+class Smoothed(WidthRule):
+    """Exponential smoothing of a rule across training steps:
+    σ_t = m·σ_{t−1} + (1 − m)·σ*_t, with σ* from ``rule`` (DESIGN.md 3.1).
+
+    Args:
+        rule: the rule giving σ*.
+        previous: σ_{t−1}, or ``None`` at the first step (σ_t = σ*).
+        momentum: m in [0, 1).
+    """
+
+    rule: WidthRule
+    previous: float | None = None
+    momentum: float = 0.9
+
+    def __post_init__(self):
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+
+    def __call__(self, sq_dist, dim):
+        current = self.rule(sq_dist, dim)
+        if self.previous is None:
+            return current
+        return self.momentum * self.previous + (1 - self.momentum) * current
+
+
 _RULES = {"knn": KNN, "silverman": Silverman}
 
 

@@ -1,0 +1,21 @@
+"""Network analysis: layer capture, sweeps, information planes and layer
+transfer entropy."""
+from pyfastent.nn.capture import capture, select_layers
+from pyfastent.nn.plane import InformationPlane, LayerTE
+from pyfastent.nn.sweep import SweepResult, dpi_violations, layer_sweep
+from pyfastent.nn.table import PlaneTable
+from pyfastent.nn.transfer import continuous_layer_transfer_entropy, layer_transfer_entropy, pairwise_te
+
+__all__ = [
+    "InformationPlane",
+    "LayerTE",
+    "PlaneTable",
+    "SweepResult",
+    "capture",
+    "continuous_layer_transfer_entropy",
+    "dpi_violations",
+    "layer_sweep",
+    "layer_transfer_entropy",
+    "pairwise_te",
+    "select_layers",
+]

@@ -1,0 +1,166 @@
+"""Transfer entropy between layers, after Moldovan, Cataron & Andonie,
+"Information Plane Analysis Visualization in Deep Learning via Transfer
+Entropy" (2023/2024), DESIGN.md 3.5.
+
+Each neuron's output is binarized per sample (|a| ≥ θ; softmax outputs
+p ≥ 0.9), consecutive training samples are the time axis, and the plug-in
+TE_{S→T} = I(T_{t+1}; S_{t+1−lag} | T_t) (history 1, JIDT conventions) is
+computed for neuron pairs between layers, in bits.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+import torch
+
+from pyfastent import _checks
+from pyfastent.measures import transfer_entropy
+
+SOFTMAX_THRESHOLD = 0.9
+
+
+def binarize(activation: torch.Tensor, threshold: float) -> torch.Tensor:
+    """|a| ≥ θ per neuron: (T, ...) -> (T, n) bool, trailing dims flattened."""
+    return activation.reshape(activation.shape[0], -1).abs() >= threshold
+
+
+def binarize_softmax(logits: torch.Tensor, threshold: float = SOFTMAX_THRESHOLD) -> torch.Tensor:
+    """softmax(logits) ≥ p per output unit: (T, C) -> (T, C) bool."""
+    return torch.softmax(logits.reshape(logits.shape[0], -1).double(), dim=1) >= threshold
+
+
+def pairwise_te(source: torch.Tensor, target: torch.Tensor, pairs: torch.Tensor | None = None,
+                lag: int = 1) -> torch.Tensor:
+    """Plug-in TE in bits from each source neuron to each target neuron.
+
+    Args:
+        source: (T, n_s) bool series, time on axis 0.
+        target: (T, n_t) bool series.
+        pairs: optional (P, 2) long tensor of (target index, source index);
+            ``None`` means every pair.
+        lag: source-target delay ≥ 1.
+
+    Returns:
+        (n_t, n_s) float64 matrix, or (P,) for ``pairs``.
+    """
+    lag = _checks.positive_int("lag", lag)
+    if source.shape[0] != target.shape[0]:
+        raise ValueError(f"target has {target.shape[0]} time steps but source has {source.shape[0]}")
+    start = lag - 1
+    n = source.shape[0] - 1 - start
+    if n < 2:
+        raise ValueError(f"source and target are too short for lag={lag}: {source.shape[0]} steps")
+    # 2-bit target state (T_{t+1}, T_t) and the source bit S_{t+1-lag}.
+    state = target[start + 1 :].long() * 2 + target[start:-1].long()  # [n, n_t]
+    src = source[:n].long()  # [n, n_s]
+    if pairs is None:
+        a = torch.nn.functional.one_hot(state, 4).reshape(n, -1).float()  # [n, n_t*4]
+        b = torch.nn.functional.one_hot(src, 2).reshape(n, -1).float()  # [n, n_s*2]
+        # float32 sums of 0/1 products are exact up to 2^24 samples.
+        counts = (a.T @ b).reshape(state.shape[1], 4, src.shape[1], 2).permute(0, 2, 1, 3)
+    else:
+        code = state[:, pairs[:, 0]] * 2 + src[:, pairs[:, 1]]  # [n, P], 0..7
+        offsets = 8 * torch.arange(pairs.shape[0])
+        counts = torch.bincount((code + offsets).flatten(), minlength=8 * pairs.shape[0]).reshape(-1, 4, 2)
+    counts = counts.double().reshape(*counts.shape[:-2], 2, 2, 2)  # [..., f, p, s]
+    c_fp = counts.sum(-1, keepdim=True)
+    c_ps = counts.sum(-3, keepdim=True)
+    c_p = counts.sum((-3, -1), keepdim=True)
+    ratio = counts * c_p / (c_ps * c_fp)
+    terms = torch.where(counts > 0, counts / n * torch.log2(torch.where(counts > 0, ratio, 1.0)), 0.0)
+    return terms.sum((-3, -2, -1))
+
+
+def sample_pairs(n_target: int, n_source: int, max_pairs: int | None, generator: torch.Generator):
+    """All pairs (``None``) when they number at most ``max_pairs``, else a
+    random subset of ``max_pairs`` distinct (target, source) index pairs."""
+    total = n_target * n_source
+    if max_pairs is None or total <= max_pairs:
+        return None
+    flat = torch.randperm(total, generator=generator)[:max_pairs]
+    return torch.stack([flat // n_source, flat % n_source], dim=1)
+
+
+def layer_transfer_entropy(series, threshold: float = 0.5, softmax_output: bool = True, max_pairs: int | None = 4096,
+                           lag: int = 1, seed: int = 0) -> list:
+    """Binary TE between consecutive entries of an ordered mapping of series.
+
+    Args:
+        series: ordered mapping name -> (T, ...) activations, time on axis 0
+            (consecutive training samples), e.g. the input first and the
+            network output last.
+        threshold: θ of |a| ≥ θ.
+        softmax_output: binarize the last entry as softmax probabilities
+            ≥ 0.9 (the paper's rule for the output layer).
+        max_pairs: evaluate at most this many random neuron pairs per layer
+            pair (``None``: all).
+        lag: source-target delay.
+        seed: seed of the pair sampling.
+
+    Returns:
+        dicts with ``source``, ``target``, ``te_mean`` and ``te_sum`` (bits,
+        over the evaluated pairs) and ``pairs`` (how many were evaluated).
+    """
+    bits = binarized(series, threshold, softmax_output)
+    generator = torch.Generator().manual_seed(seed)
+    names = list(bits)
+    rows = []
+    for a, b in zip(names[:-1], names[1:]):
+        pairs = sample_pairs(bits[b].shape[1], bits[a].shape[1], max_pairs, generator)
+        te = pairwise_te(bits[a], bits[b], pairs, lag)
+        rows.append({"source": a, "target": b, "te_mean": float(te.mean()), "te_sum": float(te.sum()),
+                     "pairs": te.numel()})
+    return rows
+
+
+def binarized(series, threshold: float, softmax_output: bool) -> "OrderedDict[str, torch.Tensor]":
+    threshold = _checks.positive_number("threshold", threshold)
+    names = list(series)
+    if len(names) < 2:
+        raise ValueError(f"series must hold at least 2 layers, got {len(names)}")
+    out = OrderedDict()
+    for i, name in enumerate(names):
+        act = _checks.samples(f"series[{name!r}]", _checks.as_tensor(f"series[{name!r}]", series[name]))
+        last = i == len(names) - 1
+        out[name] = binarize_softmax(act) if (last and softmax_output) else binarize(act.float(), threshold)
+    return out
+
+
+def continuous_layer_transfer_entropy(series, estimator, lag: int = 1) -> list:
+    """TE between consecutive layers taken whole, on continuous activations,
+    with any estimator (``Renyi``, ``LogDet``): no binarization.
+
+    Returns dicts with ``source``, ``target`` and ``te`` (estimator's base).
+    """
+    names = list(series)
+    if len(names) < 2:
+        raise ValueError(f"series must hold at least 2 layers, got {len(names)}")
+    flat = {n: _checks.as_tensor(f"series[{n!r}]", series[n]) for n in names}
+    flat = {n: t.reshape(t.shape[0], -1) for n, t in flat.items()}
+    return [{"source": a, "target": b, "te": transfer_entropy(flat[a], flat[b], estimator=estimator, lag=lag)}
+            for a, b in zip(names[:-1], names[1:])]
+
+
+class TrainingSeries:
+    """A rolling window of the most recent ``window`` training samples'
+    activations per layer, in the order the samples were fed: the time axis
+    of layer TE. Fed by forward hooks while the model is in training mode."""
+
+    def __init__(self, window: int):
+        self.window = _checks.positive_int("window", window)
+        self._chunks: dict = OrderedDict()
+
+    def add(self, name: str, batch: torch.Tensor) -> None:
+        chunks = self._chunks.setdefault(name, deque())
+        chunks.append(batch.detach().reshape(batch.shape[0], -1).to("cpu", torch.float32))
+        while sum(c.shape[0] for c in chunks) - chunks[0].shape[0] >= self.window:
+            chunks.popleft()
+
+    def series(self) -> "OrderedDict[str, torch.Tensor]":
+        """name -> (T, n) tensor of the last ``window`` samples (T equal for all)."""
+        full = OrderedDict((n, torch.cat(list(c))[-self.window:]) for n, c in self._chunks.items())
+        length = min((t.shape[0] for t in full.values()), default=0)
+        return OrderedDict((n, t[-length:]) for n, t in full.items())
+
+    def clear(self) -> None:
+        self._chunks.clear()
