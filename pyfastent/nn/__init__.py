@@ -1,6 +1,7 @@
 """Network analysis: layer capture, sweeps, information planes and layer
 transfer entropy."""
 from pyfastent.nn.capture import capture, select_layers
+from pyfastent.nn.pid import feature_map_pid
 from pyfastent.nn.plane import InformationPlane, LayerTE
 from pyfastent.nn.sweep import SweepResult, dpi_violations, layer_sweep
 from pyfastent.nn.table import PlaneTable
@@ -14,6 +15,7 @@ __all__ = [
     "capture",
     "continuous_layer_transfer_entropy",
     "dpi_violations",
+    "feature_map_pid",
     "layer_sweep",
     "layer_transfer_entropy",
     "pairwise_te",

@@ -1,0 +1,119 @@
+"""Layer capture and sweeps on any nn.Module."""
+import pytest
+import torch
+from torch import nn
+
+import pyfastent as pf
+import pyfastent.nn as pnn
+
+
+def small_net():
+    return nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Dropout(0.5), nn.Linear(5, 4), nn.Tanh(), nn.Flatten(),
+                         nn.Linear(4, 3))
+
+
+class Branchy(nn.Module):
+    """Reuses one ReLU twice and has a head that never runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.unused = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.b(self.act(self.a(x))))
+
+
+def test_default_layers_skip_dropout_and_flatten():
+    acts = pnn.capture(small_net(), torch.randn(10, 6))
+    assert list(acts) == ["0", "1", "3", "4", "6"]
+    assert acts["3"].shape == (10, 4)
+    assert not any(a.requires_grad for a in acts.values())
+
+
+def test_select_by_names_types_and_predicate():
+    net, x = small_net().eval(), torch.randn(10, 6)
+    assert list(pnn.capture(net, x, layers=["4", "0"])) == ["0", "4"]
+    assert list(pnn.capture(net, x, layers=nn.Linear)) == ["0", "3", "6"]
+    assert list(pnn.capture(net, x, layers=(nn.ReLU, nn.Tanh))) == ["1", "4"]
+    assert list(pnn.capture(net, x, layers=lambda name, m: name in ("1", "6"))) == ["1", "6"]
+    torch.testing.assert_close(pnn.capture(net, x, layers=["6"])["6"], net(x).detach())
+
+
+def test_missing_and_unfired_layers_are_named():
+    with pytest.raises(ValueError, match=r"^layers: the model has no module named 'fc9'"):
+        pnn.capture(small_net(), torch.randn(4, 6), layers=["fc9"])
+    with pytest.raises(ValueError, match=r"^layers: 'unused' did not run during the forward pass"):
+        pnn.capture(Branchy(), torch.randn(4, 4), layers=["a", "unused"])
+
+
+def test_reused_module_reports_each_call():
+    acts = pnn.capture(Branchy(), torch.randn(4, 4), layers=["act"])
+    assert list(acts) == ["act", "act#2"]
+
+
+def test_hooks_are_removed_even_when_forward_raises():
+    net = small_net()
+    with pytest.raises(RuntimeError):
+        pnn.capture(net, torch.randn(4, 7))  # wrong input width
+    assert all(not m._forward_hooks for m in net.modules())
+    pnn.capture(net, torch.randn(4, 6))
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_sweep_values_equal_direct_estimator_calls():
+    torch.manual_seed(0)
+    net, x = small_net().eval(), torch.randn(40, 6)
+    y = torch.randint(0, 3, (40,))
+    renyi, logdet = pf.Renyi(), pf.LogDet(beta=5.0)
+    result = pnn.layer_sweep(net, x, y, estimators=(renyi, logdet))
+    acts = pnn.capture(net, x)
+    assert [r["layer"] for r in result.rows] == list(acts) * 2
+    for r in result.rows:
+        est = renyi if r["estimator"].startswith("Renyi") else logdet
+        t = acts[r["layer"]]
+        assert r["h_t"] == pytest.approx(est.entropy(t), abs=1e-9)
+        assert r["i_xt"] == pytest.approx(pf.mutual_information(x, t, estimator=est), abs=1e-9)
+        assert r["i_ty"] == pytest.approx(pf.mutual_information(t, y, estimator=est), abs=1e-9)
+
+
+def test_sweep_prepares_each_layer_once(monkeypatch):
+    calls = []
+    build = pf.ops.normalized_gram
+    monkeypatch.setattr(pf.ops, "normalized_gram", lambda *a: calls.append(a[3]) or build(*a))
+    net, x, y = small_net().eval(), torch.randn(30, 6), torch.randint(0, 3, (30,))
+    pnn.layer_sweep(net, x, y, estimators=(pf.Renyi(),))
+    assert sorted(calls) == sorted(["x", "y", "0", "1", "3", "4", "6"])
+
+
+def test_dpi_check_flags_a_constructed_violation(tmp_path):
+    class Leaky(nn.Module):
+        """The second layer sees the input again: not a chain, so I(X;T) grows."""
+
+        def __init__(self):
+            super().__init__()
+            self.squash = nn.Linear(4, 1)
+            self.restore = nn.Identity()
+
+        def forward(self, x):
+            return self.restore(torch.cat([self.squash(x), x], dim=1))
+
+    torch.manual_seed(1)
+    x = torch.randn(60, 4, dtype=torch.float64)
+    net = Leaky().double()
+    result = pnn.layer_sweep(net, x, (x[:, 0] > 0).long(), estimators=(pf.LogDet(),), layers=["squash", "restore"])
+    (v,) = [v for v in result.dpi_violations if v["quantity"] == "i_xt"]
+    assert (v["earlier"], v["later"]) == ("squash", "restore")
+    rows = {r["layer"]: r for r in result.rows}
+    assert v["size"] == pytest.approx(rows["restore"]["i_xt"] - rows["squash"]["i_xt"], abs=1e-12)
+    assert v["size"] > 0.5
+    path = result.to_csv(tmp_path / "sweep.csv")
+    assert path.read_text().splitlines()[0] == "layer,estimator,h_t,i_xt,i_ty"
+    assert len(path.read_text().splitlines()) == 3
+
+
+def test_dpi_holds_for_a_deterministic_chain_with_exact_estimator():
+    rows = [{"estimator": "e", "layer": str(i), "i_xt": v, "i_ty": 0.0} for i, v in enumerate([3.0, 2.0, 2.5, 1.0])]
+    (v,) = pnn.dpi_violations(rows)
+    assert (v["earlier"], v["later"], v["size"]) == ("1", "2", 0.5)
+    assert pnn.dpi_violations(rows, tolerance=0.6) == []

@@ -1,0 +1,155 @@
+"""Information-plane tracker, layer transfer entropy and feature-map PID."""
+import math
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+import pyfastent as pf
+import pyfastent.nn as pnn
+
+import reference as ref
+
+
+def tiny_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 16, 5), nn.ReLU(),
+                         nn.Linear(5, 3))
+
+
+def train_epoch(net, x, y, opt, tracker=None):
+    net.train()
+    for b in range(0, len(y), 16):
+        loss = nn.functional.cross_entropy(net(x[b:b + 16]), y[b:b + 16])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(96, 1, 4, 4, generator=g)
+    y = (x.mean((1, 2, 3)) > 0.5).long() + (x[:, 0, 0, 0] > 0.5).long()
+    return x, y
+
+
+def test_tracker_rows_match_a_sweep_and_round_trip(tmp_path, data):
+    x, y = data
+    net = tiny_cnn()
+    est = (pf.Renyi(), pf.LogDet(beta=10.0))
+    tracker = pnn.InformationPlane(net, x[:40], y[:40], estimators=est, every=2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    measured = []
+    for epoch in range(3):
+        loss = train_epoch(net, x, y, opt)
+        measured.append(tracker.step(epoch=epoch, loss=loss))
+    assert measured == [True, False, True]
+    assert net.training  # the mode is restored after measuring in eval mode
+    sweep = pnn.layer_sweep(net.eval(), x[:40], y[:40], estimators=est)
+    last = {(r["layer"], r["estimator"], r["quantity"]): r["value"] for r in tracker.rows if r["step"] == 2}
+    for r in sweep.rows:
+        for q in ("h_t", "i_xt", "i_ty"):
+            assert last[(r["layer"], r["estimator"], q)] == pytest.approx(r[q], abs=1e-9)
+    for suffix in (".csv", ".jsonl"):
+        path = tracker.save(tmp_path / f"plane{suffix}")
+        table = pnn.InformationPlane.load(path)
+        assert table.rows == tracker.rows
+        assert table.metadata == tracker.table.metadata
+        assert table.metadata["probe_size"] == 40 and table.metadata["estimators"] == [repr(e) for e in est]
+
+
+def test_sigma_smoothing_across_steps(data):
+    x, y = data
+    net = tiny_cnn()
+    tracker = pnn.InformationPlane(net, x[:40], y[:40], estimators=(pf.Renyi(),), layers=["3"], sigma_smoothing=0.9)
+    tracker.step()
+    first = tracker.table.values("sigma")[0]["value"]
+    with torch.no_grad():
+        net[3].weight.mul_(3.0)
+    tracker.step()
+    second = tracker.table.values("sigma")[1]["value"]
+    t = pnn.capture(net.eval(), x[:40], layers=["3"])["3"]
+    raw = ref.knn_sigma(t.double().numpy(), 10)
+    assert second == pytest.approx(0.9 * first + 0.1 * raw, rel=1e-5)
+
+
+class Delay(nn.Module):
+    """Outputs the previous sample's input (a delay line across batches)."""
+
+    def __init__(self):
+        super().__init__()
+        self.last = None
+
+    def forward(self, x):
+        prev = torch.zeros_like(x[:1]) if self.last is None else self.last
+        self.last = x[-1:].detach()
+        return torch.cat([prev, x[:-1]])
+
+
+def test_tracker_te_of_a_delayed_copy_is_one_bit():
+    # Input bits cycle 0110: consecutive pairs are exactly uniform, and the
+    # delay's initial 0 is the cycle's predecessor of the first bit.
+    bits = torch.tensor([0.0, 1.0, 1.0, 0.0]).repeat(50)
+    bits = torch.cat([bits, bits[:1]]).reshape(-1, 1)  # 4·50 + 1 samples
+    net = nn.Sequential(OrderedDict(copy=nn.ReLU(), delayed=Delay(), out=nn.Linear(1, 2)))
+    tracker = pnn.InformationPlane(net, bits[:20], torch.zeros(20, dtype=torch.long), estimators=(pf.LogDet(),),
+                                   layers=["copy", "delayed", "out"], transfer_entropy=pnn.LayerTE(window=500))
+    net.train()
+    with torch.no_grad():
+        for b in range(0, len(bits), 32):
+            net(bits[b:b + 32])
+    tracker.step()
+    te = {(r["layer"], r["quantity"]): r["value"] for r in tracker.rows if r["estimator"] == "binary-te"}
+    assert te[("delayed", "te_in_mean")] == pytest.approx(1.0, abs=1e-12)
+    assert te[("delayed", "te_in_pairs")] == 1
+    assert te[("copy", "te_in_mean")] == pytest.approx(0.0, abs=1e-12)  # same-sample copy of the input: no transfer
+    tracker.close()
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+
+
+def test_layer_transfer_entropy_pairs_and_subsets():
+    g = torch.Generator().manual_seed(2)
+    a = (torch.rand(400, 3, generator=g) > 0.5).float()
+    b = torch.cat([torch.zeros(1, 3), a[:-1]])  # b_{t+1} = a_t, neuron by neuron
+    rows = pnn.layer_transfer_entropy(OrderedDict(a=a, b=b), softmax_output=False, max_pairs=None)
+    full = pnn.pairwise_te(a > 0.5, b > 0.5)
+    expected = [[ref.plugin_te_bits(a[:, j].long().tolist(), b[:, i].long().tolist(), 1, 1, 1) for j in range(3)]
+                for i in range(3)]
+    torch.testing.assert_close(full, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert rows[0]["te_sum"] == pytest.approx(float(full.sum()), abs=1e-12) and rows[0]["pairs"] == 9
+    assert min(full.diagonal()) > 0.95 and full.fill_diagonal_(0).abs().max() < 0.05
+    sub = pnn.layer_transfer_entropy(OrderedDict(a=a, b=b), softmax_output=False, max_pairs=4)
+    assert sub[0]["pairs"] == 4
+
+
+def test_continuous_layer_te_uses_the_generic_estimator():
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    b = torch.cat([torch.zeros(1, 2, dtype=torch.float64), a[:-1]])
+    (row,) = pnn.continuous_layer_transfer_entropy(OrderedDict(a=a, b=b), estimator=pf.LogDet())
+    assert row["te"] == pytest.approx(pf.transfer_entropy(a, b, estimator=pf.LogDet()), abs=1e-12)
+    # A perfect copy at β = 1: −(d/2)·log2(1 − β²/(1+β)²) = 0.415 bits for d = 2, up to sampling.
+    assert row["te"] == pytest.approx(-math.log2(0.75), abs=0.05)
+
+
+def maps_from_bits(*bits):
+    """(N, C, 2, 2) activation whose channel c is constant at bits[c]."""
+    return torch.stack([b.float()[:, None, None].expand(-1, 2, 2) for b in bits], dim=1)
+
+
+def test_feature_map_pid_copies_are_redundant_xor_is_synergistic():
+    a = torch.tensor([0, 0, 1, 1]).repeat(16)
+    b = torch.tensor([0, 1, 0, 1]).repeat(16)
+    est = pf.Renyi(alpha=1, kernel="delta")
+    (copies,) = pnn.feature_map_pid(maps_from_bits(a, a), a, estimator=est)
+    assert copies["redundancy"] == pytest.approx(1.0, abs=1e-9) and copies["synergy"] == pytest.approx(0.0, abs=1e-9)
+    rows = pnn.feature_map_pid(maps_from_bits(a, b, a), a ^ b, estimator=est)
+    assert [r["k"] for r in rows] == [2, 3]
+    assert rows[0]["synergy"] == pytest.approx(1.0, abs=1e-9) and rows[0]["redundancy"] == pytest.approx(0.0, abs=1e-9)
+    grouped = pnn.feature_map_pid(maps_from_bits(a, b, a, b), a ^ b, estimator=est, groups=[[0, 1], [2], [3]])
+    assert grouped[0]["mutual_information"] == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError, match=r"^counts must hold integers between 2 and 2"):
+        pnn.feature_map_pid(maps_from_bits(a, b), a, estimator=est, counts=[3])
