@@ -4,6 +4,8 @@ unit each), so tests and CPU demos can build small versions.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from torch import nn
 
 from pyfastent import _checks
@@ -27,11 +29,11 @@ def mlp(width: float = 1.0, in_features: int = 784, classes: int = 10, activatio
     width = _checks.positive_number("width", width)
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[_checks.choice("activation", activation, ("relu", "tanh"))]
     sizes = [in_features] + [_scaled(u, width) for u in (1024, 20, 20, 20)]
-    layers: list[nn.Module] = [nn.Flatten()]
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), act()]
-    layers.append(nn.Linear(sizes[-1], classes))
-    return nn.Sequential(*layers)
+    layers: list = [("flatten", nn.Flatten())]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        layers += [(f"fc{i}", nn.Linear(a, b)), (f"act{i}", act())]
+    layers.append(("out", nn.Linear(sizes[-1], classes)))
+    return nn.Sequential(OrderedDict(layers))
 
 
 def mnist_cnn(width: float = 1.0, in_size: int = 28, in_channels: int = 1, classes: int = 10) -> nn.Sequential:
@@ -50,13 +52,13 @@ def mnist_cnn(width: float = 1.0, in_size: int = 28, in_channels: int = 1, class
     if in_size % 4 or in_size < 4:
         raise ValueError(f"in_size must be a positive multiple of 4, got {in_size}")
     c1, c2, dense = _scaled(4, width), _scaled(8, width), _scaled(256, width)
-    return nn.Sequential(
-        nn.Conv2d(in_channels, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(c2 * (in_size // 4) ** 2, dense), nn.ReLU(),
-        nn.Linear(dense, classes),
-    )
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(in_channels, c1, 3, padding=1)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(c1, c2, 3, padding=1)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(c2 * (in_size // 4) ** 2, dense)), ("relu3", nn.ReLU()),
+        ("out", nn.Linear(dense, classes)),
+    ]))
 
 
 def vgg16_bn(width: float = 1.0, classes: int = 10, in_size: int = 32, in_channels: int = 3) -> nn.Sequential:
@@ -73,16 +75,20 @@ def vgg16_bn(width: float = 1.0, classes: int = 10, in_size: int = 32, in_channe
     width = _checks.positive_number("width", width)
     if in_size % 32 or in_size < 32:
         raise ValueError(f"in_size must be a positive multiple of 32, got {in_size}")
-    layers: list[nn.Module] = []
-    channels = in_channels
+    layers: list = []
+    channels, block, conv = in_channels, 1, 1
     for item in VGG16_LAYOUT:
         if item == "M":
-            layers.append(nn.MaxPool2d(2))
+            layers.append((f"pool{block}", nn.MaxPool2d(2)))
+            block, conv = block + 1, 1
             continue
         out = _scaled(item, width)
-        layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
-        channels = out
+        name = f"{block}_{conv}"
+        layers += [(f"conv{name}", nn.Conv2d(channels, out, 3, padding=1)), (f"bn{name}", nn.BatchNorm2d(out)),
+                   (f"relu{name}", nn.ReLU())]
+        channels, conv = out, conv + 1
     spatial = (in_size // 32) ** 2
     dense = _scaled(512, width)
-    layers += [nn.Flatten(), nn.Linear(channels * spatial, dense), nn.ReLU(), nn.Linear(dense, classes)]
-    return nn.Sequential(*layers)
+    layers += [("flatten", nn.Flatten()), ("fc1", nn.Linear(channels * spatial, dense)), ("relu_fc1", nn.ReLU()),
+               ("out", nn.Linear(dense, classes))]
+    return nn.Sequential(OrderedDict(layers))

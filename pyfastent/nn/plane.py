@@ -1,7 +1,7 @@
 """Information-plane tracking during training (DESIGN.md 3.6)."""
 from __future__ import annotations
 
-from collections import OrderedDict
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -18,6 +18,11 @@ from pyfastent.variable import Variable
 from pyfastent.widths import Smoothed
 
 INPUT = "input"
+
+
+def units(base) -> str:
+    """'bits', 'nats' or 'log base b' for an estimator's base."""
+    return {2.0: "bits", math.e: "nats"}.get(float(base), f"log base {base:g}")
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ class InformationPlane:
             "probe_size": n_probe,
             "layers": self.names,
             "estimators": [estimator_label(e) for e in self.estimators],
+            "units": {estimator_label(e): units(e.base) for e in self.estimators},
             "every": self.every,
             "channels": self.channels,
             "sigma_smoothing": self.sigma_smoothing,

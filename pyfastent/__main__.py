@@ -1,0 +1,5 @@
+import sys
+
+from pyfastent.cli import main
+
+sys.exit(main())
