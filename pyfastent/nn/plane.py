@@ -13,7 +13,7 @@ from pyfastent.estimators import LogDet, Renyi
 from pyfastent.nn.capture import select_layers
 from pyfastent.nn.sweep import estimator_label, layer_variable, measure_layers
 from pyfastent.nn.table import PlaneTable
-from pyfastent.nn.transfer import TrainingSeries, binarized, pairwise_te, sample_pairs
+from pyfastent.nn.transfer import TrainingSeries, binarized, sampled_te
 from pyfastent.variable import Variable
 from pyfastent.widths import Smoothed
 
@@ -33,7 +33,8 @@ class LayerTE:
         window: how many of the most recent training samples form the series.
         threshold: θ of the binarization |a| ≥ θ (the last layer, the
             network output, is binarized as softmax p ≥ 0.9).
-        max_pairs: random neuron pairs evaluated per layer pair, at most.
+        max_pairs: neuron pairs evaluated per layer pair, at most: a random
+            grid of target and source neurons.
         lag: source-target delay in samples.
         seed: seed of the pair sampling.
     """
@@ -203,8 +204,7 @@ class InformationPlane:
         output = names[-1]
 
         def te(src, dst):
-            pairs = sample_pairs(bits[dst].shape[1], bits[src].shape[1], self.te.max_pairs, g)
-            return pairwise_te(bits[src], bits[dst], pairs, self.te.lag)
+            return sampled_te(bits[src], bits[dst], self.te.max_pairs, self.te.lag, g)
 
         for prev, layer in zip(names[:-1], names[1:]):
             inflow = te(prev, layer)

@@ -9,6 +9,7 @@ computed for neuron pairs between layers, in bits.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 
 import torch
@@ -29,19 +30,16 @@ def binarize_softmax(logits: torch.Tensor, threshold: float = SOFTMAX_THRESHOLD)
     return torch.softmax(logits.reshape(logits.shape[0], -1).double(), dim=1) >= threshold
 
 
-def pairwise_te(source: torch.Tensor, target: torch.Tensor, pairs: torch.Tensor | None = None,
-                lag: int = 1) -> torch.Tensor:
-    """Plug-in TE in bits from each source neuron to each target neuron.
+def pairwise_te(source: torch.Tensor, target: torch.Tensor, lag: int = 1) -> torch.Tensor:
+    """Plug-in TE in bits from every source neuron to every target neuron.
 
     Args:
         source: (T, n_s) bool series, time on axis 0.
         target: (T, n_t) bool series.
-        pairs: optional (P, 2) long tensor of (target index, source index);
-            ``None`` means every pair.
         lag: source-target delay ≥ 1.
 
     Returns:
-        (n_t, n_s) float64 matrix, or (P,) for ``pairs``.
+        (n_t, n_s) float64 matrix.
     """
     lag = _checks.positive_int("lag", lag)
     if source.shape[0] != target.shape[0]:
@@ -50,20 +48,14 @@ def pairwise_te(source: torch.Tensor, target: torch.Tensor, pairs: torch.Tensor 
     n = source.shape[0] - 1 - start
     if n < 2:
         raise ValueError(f"source and target are too short for lag={lag}: {source.shape[0]} steps")
-    # 2-bit target state (T_{t+1}, T_t) and the source bit S_{t+1-lag}.
+    # One-hot of the 2-bit target state (T_{t+1}, T_t) and of the source bit
+    # S_{t+1-lag}; one product counts all 8 patterns of every pair.
     state = target[start + 1 :].long() * 2 + target[start:-1].long()  # [n, n_t]
-    src = source[:n].long()  # [n, n_s]
-    if pairs is None:
-        a = torch.nn.functional.one_hot(state, 4).reshape(n, -1).float()  # [n, n_t*4]
-        b = torch.nn.functional.one_hot(src, 2).reshape(n, -1).float()  # [n, n_s*2]
-        # float32 sums of 0/1 products are exact up to 2^24 samples.
-        counts = (a.T @ b).reshape(state.shape[1], 4, src.shape[1], 2).permute(0, 2, 1, 3)
-    else:
-        code = state[:, pairs[:, 0]] * 2 + src[:, pairs[:, 1]]  # [n, P], 0..7
-        offsets = 8 * torch.arange(pairs.shape[0])
-        counts = torch.bincount((code + offsets).flatten(), minlength=8 * pairs.shape[0]).reshape(-1, 4, 2)
-    counts = counts.double().reshape(*counts.shape[:-2], 2, 2, 2)  # [..., f, p, s]
-    c_fp = counts.sum(-1, keepdim=True)
+    a = torch.nn.functional.one_hot(state, 4).reshape(n, -1).float()  # [n, n_t*4]
+    b = torch.nn.functional.one_hot(source[:n].long(), 2).reshape(n, -1).float()  # [n, n_s*2]
+    # float32 sums of 0/1 products are exact up to 2^24 samples.
+    counts = (a.T @ b).double().reshape(target.shape[1], 2, 2, source.shape[1], 2).permute(0, 3, 1, 2, 4)
+    c_fp = counts.sum(-1, keepdim=True)  # [n_t, n_s, f, p, s]
     c_ps = counts.sum(-3, keepdim=True)
     c_p = counts.sum((-3, -1), keepdim=True)
     ratio = counts * c_p / (c_ps * c_fp)
@@ -71,14 +63,26 @@ def pairwise_te(source: torch.Tensor, target: torch.Tensor, pairs: torch.Tensor 
     return terms.sum((-3, -2, -1))
 
 
-def sample_pairs(n_target: int, n_source: int, max_pairs: int | None, generator: torch.Generator):
-    """All pairs (``None``) when they number at most ``max_pairs``, else a
-    random subset of ``max_pairs`` distinct (target, source) index pairs."""
-    total = n_target * n_source
-    if max_pairs is None or total <= max_pairs:
-        return None
-    flat = torch.randperm(total, generator=generator)[:max_pairs]
-    return torch.stack([flat // n_source, flat % n_source], dim=1)
+def sample_neurons(n_target: int, n_source: int, max_pairs: int | None, generator: torch.Generator):
+    """Random target and source neuron subsets whose grid of pairs has at most
+    ``max_pairs`` pairs (``None``, ``None`` when all pairs fit). The mean TE
+    over a random grid estimates the mean over all pairs without bias."""
+    if max_pairs is None or n_target * n_source <= max_pairs:
+        return None, None
+    k_t = min(n_target, max(1, math.isqrt(max_pairs)))
+    k_s = min(n_source, max_pairs // k_t)
+    k_t = min(n_target, max_pairs // k_s)
+    return (torch.randperm(n_target, generator=generator)[:k_t].sort().values,
+            torch.randperm(n_source, generator=generator)[:k_s].sort().values)
+
+
+def sampled_te(source: torch.Tensor, target: torch.Tensor, max_pairs: int | None, lag: int,
+               generator: torch.Generator) -> torch.Tensor:
+    """``pairwise_te`` on a random grid of at most ``max_pairs`` neuron pairs."""
+    t_idx, s_idx = sample_neurons(target.shape[1], source.shape[1], max_pairs, generator)
+    if t_idx is not None:
+        target, source = target[:, t_idx], source[:, s_idx]
+    return pairwise_te(source, target, lag)
 
 
 def layer_transfer_entropy(series, threshold: float = 0.5, softmax_output: bool = True, max_pairs: int | None = 4096,
@@ -92,8 +96,8 @@ def layer_transfer_entropy(series, threshold: float = 0.5, softmax_output: bool 
         threshold: θ of |a| ≥ θ.
         softmax_output: binarize the last entry as softmax probabilities
             ≥ 0.9 (the paper's rule for the output layer).
-        max_pairs: evaluate at most this many random neuron pairs per layer
-            pair (``None``: all).
+        max_pairs: evaluate at most this many neuron pairs per layer pair,
+            a random grid of target and source neurons (``None``: all).
         lag: source-target delay.
         seed: seed of the pair sampling.
 
@@ -106,8 +110,7 @@ def layer_transfer_entropy(series, threshold: float = 0.5, softmax_output: bool 
     names = list(bits)
     rows = []
     for a, b in zip(names[:-1], names[1:]):
-        pairs = sample_pairs(bits[b].shape[1], bits[a].shape[1], max_pairs, generator)
-        te = pairwise_te(bits[a], bits[b], pairs, lag)
+        te = sampled_te(bits[a], bits[b], max_pairs, lag, generator)
         rows.append({"source": a, "target": b, "te_mean": float(te.mean()), "te_sum": float(te.sum()),
                      "pairs": te.numel()})
     return rows
