@@ -109,7 +109,8 @@ def te_plane(table_or_tracker, path) -> Path:
     table = _table(table_or_tracker)
     series = _series(table, "binary-te", "te_x", "te_y")
     if not series:
-        raise ValueError("table_or_tracker has no transfer-entropy rows: track with transfer_entropy=LayerTE(...)")
+        raise ValueError("table_or_tracker has no transfer-entropy rows: track with transfer_entropy=LayerTE(...) "
+                         "and train between steps (TE is measured on the training samples fed in train mode)")
     fig, axes = _figure(1)
     _trajectories(fig, axes[0][0], series, "mean TE(X → T) [bits]", "mean TE(T → Ŷ) [bits]",
                   "binarized neurons, consecutive training samples")
