@@ -117,3 +117,36 @@ def test_dpi_holds_for_a_deterministic_chain_with_exact_estimator():
     (v,) = pnn.dpi_violations(rows)
     assert (v["earlier"], v["later"], v["size"]) == ("1", "2", 0.5)
     assert pnn.dpi_violations(rows, tolerance=0.6) == []
+
+
+def test_sweep_per_channel_conv_maps():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Flatten(), nn.Linear(3 * 16, 2)).eval()
+    x, y = torch.randn(30, 1, 4, 4), torch.randint(0, 2, (30,))
+    est = pf.Renyi()
+    rows = {r["layer"]: r for r in pnn.layer_sweep(net, x, y, estimators=(est,), channels=True).rows}
+    conv = pnn.capture(net, x, layers=["0"])["0"]
+    per_channel = pf.Variable(conv, channels=True)
+    assert rows["0"]["h_t"] == pytest.approx(est.entropy(per_channel), abs=1e-9)
+    assert rows["0"]["h_t"] != pytest.approx(est.entropy(conv), abs=1e-3)  # not the tensor kernel
+    assert rows["2"]["h_t"] == pytest.approx(est.entropy(net(x).detach()), abs=1e-9)  # 2-D layers unchanged
+
+
+def test_bad_arguments_of_the_analysis_functions():
+    x, y = torch.randn(10, 6), torch.randint(0, 2, (10,))
+    with pytest.raises(ValueError, match=r"^model must be a torch.nn.Module"):
+        pnn.capture("net", x)
+    with pytest.raises(ValueError, match=r"^estimators must be a non-empty sequence"):
+        pnn.layer_sweep(small_net(), x, y, estimators=["renyi"])
+    with pytest.raises(ValueError, match=r"^y_probe has 9 samples but x_probe has 10"):
+        pnn.InformationPlane(small_net(), x, y[:9])
+    with pytest.raises(ValueError, match=r"^every must be a positive integer"):
+        pnn.InformationPlane(small_net(), x, y, every=0)
+    with pytest.raises(ValueError, match=r"^sigma_smoothing must be in"):
+        pnn.InformationPlane(small_net(), x, y, sigma_smoothing=1.0)
+    with pytest.raises(ValueError, match=r"^window must be a positive integer"):
+        pnn.LayerTE(window=0)
+    with pytest.raises(ValueError, match=r"^series must hold at least 2 layers"):
+        pnn.layer_transfer_entropy({"a": x})
+    with pytest.raises(ValueError, match=r"^layers entries must be module names or types"):
+        pnn.capture(small_net(), x, layers=[3])

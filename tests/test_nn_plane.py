@@ -77,6 +77,18 @@ def test_sigma_smoothing_across_steps(data):
     assert second == pytest.approx(0.9 * first + 0.1 * raw, rel=1e-5)
 
 
+def test_tracker_with_label_alignment_widths(data):
+    x, y = data
+    est = pf.Renyi(sigma="alignment", labels=y[:40])
+    tracker = pnn.InformationPlane(tiny_cnn(), x[:40], y[:40], estimators=(est,), layers=["3"], sigma_smoothing=0.9)
+    tracker.step()
+    (row,) = tracker.table.values("sigma")
+    t = pnn.capture(tracker.model.eval(), x[:40], layers=["3"])["3"]
+    from pyfastent.ops._torch_gram import squared_distances
+
+    assert row["value"] == pytest.approx(pf.widths.Alignment(y[:40])(squared_distances(t), t.shape[1]), rel=1e-6)
+
+
 class Delay(nn.Module):
     """Outputs the previous sample's input (a delay line across batches)."""
 

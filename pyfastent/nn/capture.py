@@ -19,6 +19,8 @@ def select_layers(model: nn.Module, layers=None) -> list[str]:
             identity), a list of module names and/or module types, one
             type or tuple of types, or a predicate ``f(name, module) -> bool``.
     """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     modules = OrderedDict((name, m) for name, m in model.named_modules() if name)
     if layers is None:
         return [n for n, m in modules.items() if not list(m.children()) and not isinstance(m, PASSIVE)]

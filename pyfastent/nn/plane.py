@@ -88,6 +88,9 @@ class InformationPlane:
     def __init__(self, model: nn.Module, x_probe, y_probe, estimators=None, layers=None, every: int = 1,
                  channels: bool = False, sigma_smoothing: float | None = None, transfer_entropy=None):
         self.model = model
+        n_x, n_y = len(x_probe), len(y_probe)
+        if n_x != n_y:
+            raise ValueError(f"y_probe has {n_y} samples but x_probe has {n_x}")
         self.x_probe, self.y_probe = x_probe, y_probe
         d_input = int(torch.as_tensor(x_probe[0]).numel())
         self.estimators = tuple(estimators) if estimators is not None else (Renyi(), LogDet(beta=100.0 * d_input))
