@@ -18,14 +18,14 @@ enum GramMode : int {
 
 // X viewed as [batch, rows, depth] with element strides; each element is
 // transformed on load as (x − row_offset[b, r] − k_offset[b, k]) ·
-// k_scale[k] · row_scale[b, r] (null pointers skip a step).
+// k_scale[b, k] · row_scale[b, r] (null pointers skip a step).
 struct GramInput {
   std::uintptr_t x;
   std::int64_t batch, rows, depth;
   std::int64_t stride_b, stride_r, stride_k;
   std::uintptr_t row_offset;  // [batch, rows] or 0
   std::uintptr_t k_offset;    // [batch, depth] or 0
-  std::uintptr_t k_scale;     // [depth] or 0
+  std::uintptr_t k_scale;     // [batch, depth] or 0
   std::uintptr_t row_scale;   // [batch, rows] or 0
   bool is_double;
 };

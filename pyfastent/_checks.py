@@ -43,13 +43,16 @@ def choice(name: str, value, options) -> str:
 
 
 def as_tensor(name: str, data) -> torch.Tensor:
-    """Convert array-likes to a tensor without copying where possible."""
+    """Convert array-likes to a tensor without copying where possible
+    (tensors, NumPy arrays, and CuPy or other DLPack arrays are shared)."""
     if isinstance(data, torch.Tensor):
         tensor = data
     elif isinstance(data, np.ndarray):
         if data.dtype == object or data.dtype.kind in "USV":
             raise ValueError(f"{name} must hold numbers, got a NumPy array of dtype {data.dtype}")
         tensor = torch.from_numpy(np.ascontiguousarray(data))
+    elif hasattr(data, "__dlpack__"):  # CuPy and other array libraries: zero-copy
+        tensor = torch.from_dlpack(data)
     else:
         try:
             tensor = torch.as_tensor(data)

@@ -42,7 +42,12 @@ HAS_CUDA = _C is not None and DEVICE_COUNT > 0 and REQUESTED_BACKEND != "torch"
 
 # Ops that have a hand-written CUDA kernel in this build; the others always
 # run the PyTorch implementation, on whatever device the tensors live on.
-CUDA_OPS: tuple[str, ...] = ()
+CUDA_OPS: tuple[str, ...] = (
+    ("gram", "batched_gram", "hadamard_normalized", "alpha2_entropies", "covariance_logdet", "spd_logdet",
+     "logdet_joints")
+    if _C is not None
+    else ()
+)
 
 
 def _reason() -> str:
@@ -52,8 +57,6 @@ def _reason() -> str:
         return f"native extension not built or not importable ({_IMPORT_ERROR})"
     if DEVICE_COUNT == 0:
         return "native extension present, but no CUDA device or driver is visible"
-    if not CUDA_OPS:
-        return "native extension and GPU present; no op has a CUDA kernel in this version"
     return "native extension and GPU present"
 
 
@@ -91,3 +94,32 @@ def backend_info() -> dict:
 
 def _format_cuda_version(encoded: int) -> str:
     return f"{encoded // 1000}.{(encoded % 1000) // 10}"
+
+
+def resolve_backend(backend: str, tensors, op: str) -> str:
+    """``"cuda"`` or ``"torch"`` for one call of ``op`` on ``tensors``.
+
+    ``"auto"`` picks the CUDA kernel when the extension and a GPU are
+    present, ``PYFASTENT_BACKEND`` does not force torch, ``op`` has a kernel,
+    every tensor is on a CUDA device and none requires grad (the torch path
+    is differentiable). ``"cuda"`` demands the kernel and explains why it
+    cannot run; ``"torch"`` always runs the PyTorch implementation.
+    """
+    if backend not in _BACKEND_CHOICES:
+        raise ValueError(f"backend must be one of {_BACKEND_CHOICES}, got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    on_gpu = all(t.is_cuda for t in tensors)
+    grad = any(t.requires_grad for t in tensors)
+    if backend == "cuda":
+        if _C is None or DEVICE_COUNT == 0:
+            raise ValueError(f"backend='cuda' for {op}: {_reason()}")
+        if op not in CUDA_OPS:
+            raise ValueError(f"backend='cuda': {op} has no CUDA kernel")
+        if not on_gpu:
+            raise ValueError(f"backend='cuda' for {op} needs CUDA tensors; move the inputs with .cuda()")
+        if grad:
+            raise ValueError(f"backend='cuda' for {op}: the inputs require grad, which only the torch path supports")
+        return "cuda"
+    use_cuda = HAS_CUDA and op in CUDA_OPS and on_gpu and not grad
+    return "cuda" if use_cuda else "torch"

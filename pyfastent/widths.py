@@ -5,7 +5,9 @@ exp(−d²/σ²) use a width that is our σ·√2: to reproduce them, pass their
 σ divided by √2.
 
 A rule maps the (N, N) squared-distance matrix of a variable, which the
-estimator computes anyway, to one σ; no rule computes distances again.
+estimator computes anyway, to one σ; no rule computes distances again. Rules
+with ``needs_distances = False`` are called with ``sq_dist=None``, so the
+fused GPU kernel never materializes distances for them.
 """
 from __future__ import annotations
 
@@ -18,9 +20,12 @@ from pyfastent import _checks
 
 
 class WidthRule:
-    """Base class: ``rule(sq_dist, dim) -> σ`` (a positive float)."""
+    """Base class: ``rule(sq_dist, n, dim) -> σ`` (a positive float) for a
+    variable of n samples and dimension dim."""
 
-    def __call__(self, sq_dist: torch.Tensor, dim: int) -> float:  # pragma: no cover - interface
+    needs_distances = True
+
+    def __call__(self, sq_dist: torch.Tensor | None, n: int, dim: int) -> float:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -29,11 +34,12 @@ class Fixed(WidthRule):
     """A fixed width σ > 0."""
 
     sigma: float
+    needs_distances = False
 
     def __post_init__(self):
         object.__setattr__(self, "sigma", _checks.positive_number("sigma", self.sigma))
 
-    def __call__(self, sq_dist, dim):
+    def __call__(self, sq_dist, n, dim):
         return self.sigma
 
 
@@ -50,8 +56,7 @@ class KNN(WidthRule):
     def __post_init__(self):
         object.__setattr__(self, "k", _checks.positive_int("k", self.k))
 
-    def __call__(self, sq_dist, dim):
-        n = sq_dist.shape[0]
+    def __call__(self, sq_dist, n, dim):
         k = min(self.k, n - 1)
         others = sq_dist + torch.diag(sq_dist.new_full((n,), math.inf))  # [N, N], self excluded
         nearest = torch.topk(others, k, dim=1, largest=False).values
@@ -75,12 +80,12 @@ class Silverman(WidthRule):
 
     gamma: float = 1.0
     scale_by_dim: bool = True
+    needs_distances = False
 
     def __post_init__(self):
         object.__setattr__(self, "gamma", _checks.positive_number("gamma", self.gamma))
 
-    def __call__(self, sq_dist, dim):
-        n = sq_dist.shape[0]
+    def __call__(self, sq_dist, n, dim):
         sigma = self.gamma * n ** (-1.0 / (4 + dim))
         return sigma * math.sqrt(dim) if self.scale_by_dim else sigma
 
@@ -112,7 +117,7 @@ class Alignment(WidthRule):
             raise ValueError("grid must hold at least one factor")
         object.__setattr__(self, "grid", grid)
 
-    def __call__(self, sq_dist, dim):
+    def __call__(self, sq_dist, n, dim):
         codes = self._codes.to(sq_dist.device)
         if codes.shape[0] != sq_dist.shape[0]:
             raise ValueError(
@@ -153,8 +158,12 @@ class Smoothed(WidthRule):
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
 
-    def __call__(self, sq_dist, dim):
-        current = self.rule(sq_dist, dim)
+    @property
+    def needs_distances(self):
+        return self.rule.needs_distances
+
+    def __call__(self, sq_dist, n, dim):
+        current = self.rule(sq_dist, n, dim)
         if self.previous is None:
             return current
         return self.momentum * self.previous + (1 - self.momentum) * current

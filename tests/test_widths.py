@@ -13,8 +13,8 @@ import reference as ref
 def test_silverman_formula(rng):
     x = torch.randn(100, 7, generator=rng, dtype=torch.float64)
     sq = squared_distances(x)
-    assert pf.widths.Silverman()(sq, 7) == pytest.approx(math.sqrt(7) * 100 ** (-1 / 11), rel=1e-12)
-    assert pf.widths.Silverman(gamma=2.0, scale_by_dim=False)(sq, 7) == pytest.approx(2.0 * 100 ** (-1 / 11), rel=1e-12)
+    assert pf.widths.Silverman()(sq, 100, 7) == pytest.approx(math.sqrt(7) * 100 ** (-1 / 11), rel=1e-12)
+    assert pf.widths.Silverman(gamma=2.0, scale_by_dim=False)(sq, 100, 7) == pytest.approx(2.0 * 100 ** (-1 / 11), rel=1e-12)
     a = pf.gram(x, sigma="silverman")
     assert a[0, 1].item() == pytest.approx(ref.rbf_gram(x.numpy(), math.sqrt(7) * 100 ** (-1 / 11))[0, 1], rel=1e-12)
 
@@ -22,7 +22,7 @@ def test_silverman_formula(rng):
 def test_knn_caps_k_at_n_minus_one():
     x = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)
     # Every other sample is used: mean of (1, 3), (1, 2), (2, 3) / 2 each.
-    assert pf.widths.KNN(k=10)(squared_distances(x), 1) == pytest.approx((2 + 1.5 + 2.5) / 3, rel=1e-12)
+    assert pf.widths.KNN(k=10)(squared_distances(x), 3, 1) == pytest.approx((2 + 1.5 + 2.5) / 3, rel=1e-12)
 
 
 def test_alignment_maximizes_alignment_over_the_grid(rng):
@@ -31,7 +31,7 @@ def test_alignment_maximizes_alignment_over_the_grid(rng):
     x = centres[labels] + 0.5 * torch.randn(90, 2, generator=rng, dtype=torch.float64)
     sq = squared_distances(x)
     rule = pf.widths.Alignment(labels)
-    chosen = rule(sq, 2)
+    chosen = rule(sq, 90, 2)
     same = (labels[:, None] == labels[None, :]).double()
 
     def alignment(sigma):

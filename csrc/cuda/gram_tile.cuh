@@ -30,7 +30,7 @@ __device__ __forceinline__ T load(const View<T>& v, std::int64_t b, std::int64_t
   T value = v.x[b * v.stride_b + r * v.stride_r + k * v.stride_k];
   if (v.row_offset) value -= v.row_offset[b * v.rows + r];
   if (v.k_offset) value -= v.k_offset[b * v.depth + k];
-  if (v.k_scale) value *= v.k_scale[k];
+  if (v.k_scale) value *= v.k_scale[b * v.depth + k];
   if (v.row_scale) value *= v.row_scale[b * v.rows + r];
   return value;
 }

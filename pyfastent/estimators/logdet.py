@@ -12,7 +12,7 @@ import torch
 
 from pyfastent import _checks
 from pyfastent.estimators.base import Estimator
-from pyfastent.ops._torch_logdet import logdet_spd
+from pyfastent.ops.logdet import centred_gram, spd_logdet
 from pyfastent.variable import row_codes
 
 MODES = ("cov", "correlation")
@@ -20,16 +20,18 @@ MODES = ("cov", "correlation")
 
 @dataclass(eq=False)
 class Features:
-    """A prepared LogDet variable: column-centred (and, in correlation mode,
-    standardized) features [N, d]; its N×N Gram X Xᵀ is computed on first
-    use by a wide joint and kept."""
+    """A prepared LogDet variable: its features [N, d] as given (discrete
+    ones one-hot). Centring (and standardization) happens inside each joint's
+    construction, on load in the CUDA kernel; the N×N Gram XcXcᵀ that wide
+    joints need is computed on first use and kept."""
 
     x: torch.Tensor
+    mode: str
     _gram: torch.Tensor | None = field(default=None, repr=False)
 
     def gram(self) -> torch.Tensor:
         if self._gram is None:
-            self._gram = self.x @ self.x.T  # [N, N]
+            self._gram = centred_gram(self.x[None], self.mode, 1.0, columns=False)[0]  # [N, N]
         return self._gram
 
 
@@ -64,11 +66,7 @@ class LogDet(Estimator):
 
     def _prepare(self, var, obs, name):
         x = _one_hot(obs.values) if obs.discrete else obs.values.reshape(obs.n, -1)
-        x = x - x.mean(dim=0, keepdim=True)
-        if self.mode == "correlation":
-            std = x.pow(2).mean(dim=0).sqrt()
-            x = torch.where(std > 0, x / torch.where(std > 0, std, torch.ones_like(std)), torch.zeros_like(x))
-        return Features(x)
+        return Features(x, self.mode)
 
     def _joint_nats(self, payloads):
         n = payloads[0].x.shape[0]
@@ -76,12 +74,11 @@ class LogDet(Estimator):
         d = sum(p.x.shape[1] for p in payloads)
         if d <= n:
             x = torch.cat([p.x.to(dtype) for p in payloads], dim=1)  # [N, d]
-            m = x.T @ x  # [d, d]
+            m = centred_gram(x[None], self.mode, self.beta / n, columns=True)[0]  # [d, d]
         else:
-            m = sum(p.gram().to(dtype) for p in payloads)  # [N, N], Sylvester side
-        m = m * (self.beta / n)
+            m = sum(p.gram().to(dtype) for p in payloads) * (self.beta / n)  # [N, N], Sylvester side
         m.diagonal().add_(1.0)
-        return 0.5 * logdet_spd(m, "I + beta*C")
+        return 0.5 * float(spd_logdet(m[None], what="I + beta*C")[0])
 
 
 def _one_hot(values: torch.Tensor) -> torch.Tensor:

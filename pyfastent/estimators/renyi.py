@@ -15,7 +15,8 @@ import torch
 
 from pyfastent import _checks, ops
 from pyfastent.estimators.base import Estimator
-from pyfastent.ops import _torch_gram, _torch_spectrum
+from pyfastent.ops import _torch_spectrum
+from pyfastent.ops.kernels import _hadamard_normalized
 from pyfastent.variable import KERNELS
 from pyfastent.widths import as_width_rule
 
@@ -73,5 +74,5 @@ class Renyi(Estimator):
         mats = [p.matrix for p in payloads]
         if len({m.device for m in mats}) > 1:
             raise ValueError("variables must be on one device, got " + ", ".join(str(m.device) for m in mats))
-        joint = mats[0] if len(mats) == 1 else _torch_gram.hadamard(mats)
+        joint = mats[0] if len(mats) == 1 else _hadamard_normalized(mats, "auto")
         return _torch_spectrum.renyi_nats(joint, self.alpha)

@@ -1,8 +1,8 @@
-"""Low-level ops: Gram matrices and their entropies.
+"""Low-level ops: Gram matrices, their entropies, and log-determinants.
 
-Each op has a pure-PyTorch implementation (``_torch_*``, the reference and
-the test oracle); CUDA kernels from ``csrc/`` are dispatched here when they
-exist for an op (see ``pyfastent.backend_info()``).
+Each op has a pure-PyTorch implementation (the reference and the test
+oracle) and, where it pays, a CUDA kernel from ``csrc/``; ``backend=``
+chooses (``"auto"``, ``"torch"``, ``"cuda"``; see ``pyfastent.backend_info()``).
 """
 from __future__ import annotations
 
@@ -13,10 +13,24 @@ import torch
 from pyfastent import _checks
 from pyfastent.ops import _torch_spectrum
 from pyfastent.ops.gram import normalized_gram
+from pyfastent.ops.kernels import alpha2_entropies, batched_gram, hadamard_gram, hadamard_normalized
+from pyfastent.ops.logdet import covariance_logdet, logdet_joints, spd_logdet
 from pyfastent.variable import KERNELS, Variable, as_variable, observe
 from pyfastent.widths import as_width_rule
 
-__all__ = ["gram", "renyi_entropy_from_gram", "normalized_gram", "resolve_kernel"]
+__all__ = [
+    "alpha2_entropies",
+    "batched_gram",
+    "covariance_logdet",
+    "gram",
+    "hadamard_gram",
+    "hadamard_normalized",
+    "logdet_joints",
+    "normalized_gram",
+    "renyi_entropy_from_gram",
+    "resolve_kernel",
+    "spd_logdet",
+]
 
 
 def resolve_kernel(var: Variable, discrete: bool, default: str) -> str:
@@ -26,7 +40,7 @@ def resolve_kernel(var: Variable, discrete: bool, default: str) -> str:
     return "delta" if discrete else default
 
 
-def gram(x, kernel: str = "rbf", sigma="knn", labels=None) -> torch.Tensor:
+def gram(x, kernel: str = "rbf", sigma="knn", labels=None, backend: str = "auto") -> torch.Tensor:
     """Normalized Gram matrix A_ij = K_ij / (N·sqrt(K_ii·K_jj)) of one variable.
 
     Args:
@@ -37,6 +51,8 @@ def gram(x, kernel: str = "rbf", sigma="knn", labels=None) -> torch.Tensor:
         sigma: RBF width: a number, ``"knn"``, ``"silverman"``,
             ``"alignment"`` (with ``labels``) or a ``pyfastent.widths`` rule.
         labels: (N,) integer class labels for ``sigma="alignment"``.
+        backend: ``"auto"`` (the CUDA kernel for CUDA tensors when built and
+            nothing requires grad), ``"torch"`` or ``"cuda"``.
 
     Returns:
         [N, N] tensor with trace 1 on x's device, float64 for float64 data,
@@ -46,7 +62,7 @@ def gram(x, kernel: str = "rbf", sigma="knn", labels=None) -> torch.Tensor:
     rule = as_width_rule(sigma, labels)
     var = as_variable(x)
     obs = observe(var, "x")
-    matrix, _ = normalized_gram(obs, resolve_kernel(var, obs.discrete, kernel), var.sigma or rule, "x")
+    matrix, _ = normalized_gram(obs, resolve_kernel(var, obs.discrete, kernel), var.sigma or rule, "x", backend)
     return matrix
 
 

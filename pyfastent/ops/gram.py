@@ -4,12 +4,15 @@ from __future__ import annotations
 import torch
 
 from pyfastent._memory import ensure_square_fits
+from pyfastent._native import resolve_backend
 from pyfastent.ops import _torch_gram
+from pyfastent.ops.kernels import _batched_gram, _hadamard_gram
 from pyfastent.variable import Observations, row_codes
 from pyfastent.widths import WidthRule
 
 
-def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str) -> tuple[torch.Tensor, tuple]:
+def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str,
+                    backend: str = "auto") -> tuple[torch.Tensor, tuple]:
     """A_ij = K_ij / (N sqrt(K_ii K_jj)) of one variable, and the widths used.
 
     Args:
@@ -19,6 +22,7 @@ def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str) 
         kernel: ``"rbf"``, ``"linear"`` or ``"delta"``.
         rule: gives σ (or σ_c per channel) from the squared distances.
         name: the argument name used in errors.
+        backend: ``"auto"``, ``"torch"`` or ``"cuda"`` (see ``backend_info``).
 
     Returns:
         (A, sigmas): A is [N, N] with trace 1, float32 or float64 like the
@@ -32,12 +36,14 @@ def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str) 
     if kernel == "delta":
         return _torch_gram.delta(row_codes(values), dtype) / obs.n, ()
     x = values.to(dtype)
+    if resolve_backend(backend, [x], "gram") == "cuda":
+        return _cuda_normalized_gram(x, kernel, rule, obs.n)
     if kernel == "linear":
         return _torch_gram.normalize(_torch_gram.linear(x.reshape(obs.n, -1))), ()
     if x.dim() == 3:
         return _channel_gram(x, rule, name)
     sq = _torch_gram.squared_distances(x)
-    sigma = rule(sq, x.shape[1])
+    sigma = rule(sq, obs.n, x.shape[1])
     # RBF: K_ii = 1, so the normalization is a division by N.
     return _torch_gram.rbf(sq, sigma).div_(obs.n), (sigma,)
 
@@ -48,8 +54,33 @@ def _channel_gram(x: torch.Tensor, rule: WidthRule, name: str):
     sigmas = []
     for ch in range(c):
         sq = _torch_gram.squared_distances(x[:, ch])
-        sigma = rule(sq, d)
+        sigma = rule(sq, n, d)
         sigmas.append(sigma)
         weighted.add_(sq, alpha=1.0 / (sigma * sigma))
     # Hadamard product of per-channel RBFs = exp(−½ Σ_c d_c²/σ_c²); its trace is N.
     return _torch_gram.rbf(weighted, 1.0).div_(n), tuple(sigmas)
+
+
+def _cuda_normalized_gram(x: torch.Tensor, kernel: str, rule: WidthRule, n: int):
+    """The CUDA route: fused kernels, distances materialized only for rules
+    that read them (kNN, alignment), and then computed once."""
+    if kernel == "linear":
+        return _batched_gram(x.reshape(n, -1)[None], "linear", None, "cuda")[0], ()
+    if x.dim() == 3:  # channels: [N, C, D]
+        c, d = x.shape[1], x.shape[2]
+        if not rule.needs_distances:
+            sigmas = torch.full((c,), rule(None, n, d), dtype=x.dtype, device=x.device)
+            return _hadamard_gram(x, sigmas, "cuda"), tuple(sigmas.tolist())
+        sq = _batched_gram(x.transpose(0, 1), "sqdist", None, "cuda")  # [C, N, N], strided view of x
+        sigmas = [rule(sq[ch], n, d) for ch in range(c)]
+        weights = torch.tensor([1.0 / (s * s) for s in sigmas], dtype=x.dtype, device=x.device)
+        weighted = torch.einsum("c,cij->ij", weights, sq)
+        return _torch_gram.rbf(weighted, 1.0).div_(n), tuple(sigmas)
+    d = x.shape[1]
+    if not rule.needs_distances:
+        sigma = rule(None, n, d)
+        s = torch.full((1,), sigma, dtype=x.dtype, device=x.device)
+        return _batched_gram(x[None], "rbf", s, "cuda")[0], (sigma,)
+    sq = _batched_gram(x[None], "sqdist", None, "cuda")[0]
+    sigma = rule(sq, n, d)
+    return sq.mul_(-0.5 / (sigma * sigma)).exp_().div_(n), (sigma,)
