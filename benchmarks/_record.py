@@ -28,14 +28,42 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def cuda_median_ms(fn, repeats: int = 20, warmup: int = 3) -> float:
+    """Median time of ``fn()`` in milliseconds with CUDA events, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def fp32_fma_rate(size: int = 8192) -> float:
+    """Measured FP32 FLOP/s of this GPU: a large SGEMM with TF32 off (each
+    multiply-add counts 2 FLOPs)."""
+    a = torch.randn(size, size, device="cuda")
+    ms = cuda_median_ms(lambda: a @ a, repeats=10)
+    return 2.0 * size**3 / (ms / 1e3)
+
+
 def environment() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = None
+    if torch.cuda.is_available():
+        device = f"GPU: {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+    else:
+        device = f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
     return {
-        "device": f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "device": device,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -46,12 +74,13 @@ def environment() -> dict:
     }
 
 
-def write(name: str, record: dict, table: str) -> Path:
-    """Write ``results/<name>.json`` and ``results/<name>.md``; return the JSON path."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write(name: str, record: dict, table: str, folder: Path = RESULTS) -> Path:
+    """Write ``<folder>/<name>.json`` and ``<name>.md``; return the JSON path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     env = record["environment"]
     header = f"# {name}\n\n{env['device']}; torch {env['torch']}; commit {env['commit']}; {env['date']}\n\n"
-    (RESULTS / f"{name}.md").write_text(header + table + "\n")
+    (folder / f"{name}.md").write_text(header + table + "\n")
     return path

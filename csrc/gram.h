@@ -20,14 +20,14 @@ enum GramMode : int {
 // transformed on load as (x − row_offset[b, r] − k_offset[b, k]) ·
 // k_scale[b, k] · row_scale[b, r] (null pointers skip a step).
 struct GramInput {
-  std::uintptr_t x;
-  std::int64_t batch, rows, depth;
-  std::int64_t stride_b, stride_r, stride_k;
-  std::uintptr_t row_offset;  // [batch, rows] or 0
-  std::uintptr_t k_offset;    // [batch, depth] or 0
-  std::uintptr_t k_scale;     // [batch, depth] or 0
-  std::uintptr_t row_scale;   // [batch, rows] or 0
-  bool is_double;
+  std::uintptr_t x = 0;
+  std::int64_t batch = 0, rows = 0, depth = 0;
+  std::int64_t stride_b = 0, stride_r = 0, stride_k = 0;
+  std::uintptr_t row_offset = 0;  // [batch, rows] or 0
+  std::uintptr_t k_offset = 0;    // [batch, depth] or 0
+  std::uintptr_t k_scale = 0;     // [batch, depth] or 0
+  std::uintptr_t row_scale = 0;   // [batch, rows] or 0
+  bool is_double = false;
 };
 
 // norms[b, r] = Σ_k x̃[b, r, k]² ; norms is [batch, rows] contiguous.

@@ -5,7 +5,7 @@ multivariate kernels, LogDet, plug-in discrete) and measures written once
 over all of them (MI, CMI, TC, DTC, PID, transfer entropy). Results are in
 bits unless an estimator is given another ``base``.
 """
-from pyfastent._native import backend_info
+from pyfastent._native import backend_info, use_backend
 from pyfastent.estimators import Discrete, Estimator, LogDet, Prepared, Renyi
 from pyfastent.measures import (
     PIDResult,
@@ -39,5 +39,6 @@ __all__ = [
     "renyi_entropy_from_gram",
     "total_correlation",
     "transfer_entropy",
+    "use_backend",
     "widths",
 ]

@@ -6,6 +6,7 @@ GPU is a state, not an error (the "no_gpu stub" pattern).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import warnings
@@ -96,6 +97,26 @@ def _format_cuda_version(encoded: int) -> str:
     return f"{encoded // 1000}.{(encoded % 1000) // 10}"
 
 
+_override: list = []  # innermost use_backend() choice last
+
+
+@contextlib.contextmanager
+def use_backend(backend: str):
+    """Within the block, ``backend="auto"`` means ``backend`` (``"torch"`` or
+    ``"cuda"``), e.g. to compare both paths in one process::
+
+        with pyfastent.use_backend("torch"):
+            reference = pyfastent.mutual_information(x, t, estimator=est)
+    """
+    if backend not in _BACKEND_CHOICES:
+        raise ValueError(f"backend must be one of {_BACKEND_CHOICES}, got {backend!r}")
+    _override.append(backend)
+    try:
+        yield
+    finally:
+        _override.pop()
+
+
 def resolve_backend(backend: str, tensors, op: str) -> str:
     """``"cuda"`` or ``"torch"`` for one call of ``op`` on ``tensors``.
 
@@ -107,6 +128,8 @@ def resolve_backend(backend: str, tensors, op: str) -> str:
     """
     if backend not in _BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {_BACKEND_CHOICES}, got {backend!r}")
+    if backend == "auto" and _override:
+        backend = _override[-1]
     if backend == "torch":
         return "torch"
     on_gpu = all(t.is_cuda for t in tensors)

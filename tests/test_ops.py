@@ -120,3 +120,15 @@ def test_op_input_checks():
         ops.alpha2_entropies(torch.randn(10, 2), torch.randn(9, 2), 1.0, 1.0)
     with pytest.raises(ValueError, match=r"^matrices contains non-finite"):
         ops.spd_logdet(torch.full((1, 2, 2), math.nan))
+
+
+def test_use_backend_context():
+    x = torch.randn(1, 5, 2)
+    with pf.use_backend("torch"):
+        torch.testing.assert_close(ops.batched_gram(x), ops.batched_gram(x, backend="torch"))
+        if not torch.cuda.is_available():
+            with pf.use_backend("cuda"), pytest.raises(ValueError, match=r"^backend='cuda' for batched_gram"):
+                ops.batched_gram(x)
+    with pytest.raises(ValueError, match=r"^backend must be one of"):
+        with pf.use_backend("gpu"):
+            pass
