@@ -57,12 +57,17 @@ def sweep_case(probe: int):
     x = torch.rand(probe, 3, 32, 32, device="cuda")
     y = torch.randint(0, 10, (probe,), device="cuda")
     est = (pf.LogDet(beta=100.0 * 3 * 32 * 32),)
-    ours = layer_sweep(net, x, y, estimators=est)
+
+    def sweep():
+        with pf.use_backend("cuda"):
+            return layer_sweep(net, x, y, estimators=est)
+
+    ours = sweep()
     with pf.use_backend("torch"):
         ref = layer_sweep(net, x, y, estimators=est)
     err = max(abs(a[q] - b[q]) / max(1.0, abs(b[q])) for a, b in zip(ours.rows, ref.rows) for q in ("i_xt", "i_ty"))
     assert err < 1e-4, f"LogDet sweep: kernels and torch differ by {err:.2e} (relative)"
-    t_ours = cuda_median_ms(lambda: layer_sweep(net, x, y, estimators=est), repeats=3, warmup=1)
+    t_ours = cuda_median_ms(sweep, repeats=3, warmup=1)
     with pf.use_backend("torch"):
         t_torch = cuda_median_ms(lambda: layer_sweep(net, x, y, estimators=est), repeats=3, warmup=1)
     return {"op": "LogDet layer sweep", "model": "vgg16_bn(width=1)", "layers": len(ours.rows), "probe": probe,
