@@ -84,3 +84,21 @@ def write(name: str, record: dict, table: str, folder: Path = RESULTS) -> Path:
     header = f"# {name}\n\n{env['device']}; torch {env['torch']}; commit {env['commit']}; {env['date']}\n\n"
     (folder / f"{name}.md").write_text(header + table + "\n")
     return path
+
+
+def ratio_table(rows: list, size_keys: tuple) -> str:
+    """Markdown table of GPU comparisons: op, size, our and torch times, ratio."""
+    lines = ["| op | size | ours (ms) | torch (ms) | torch / ours |", "|---|---|---|---|---|"]
+    for r in rows:
+        size = ", ".join(f"{k}={r[k]}" for k in size_keys if k in r)
+        torch_ms = f"{r['torch_ms']:.2f}" if r.get("torch_ms") else r.get("torch", "")
+        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") else "-"
+        lines.append(f"| {r['op']} | {size} | {r['ours_ms']:.2f} | {torch_ms} | {ratio} |")
+    return "\n".join(lines)
+
+
+def write_gpu(name: str, rows: list, rate: float, table: str, folder) -> Path:
+    """Print ``table`` and write the record of a GPU benchmark, named after the GPU."""
+    print(table)
+    record = {"benchmark": name, "environment": environment(), "fp32_flops": rate, "results": rows}
+    return write(f"{name}_{torch.cuda.get_device_name().replace(' ', '_')}", record, table, folder)

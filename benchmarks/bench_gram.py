@@ -20,7 +20,7 @@ import sys
 import torch
 
 from pyfastent import _native, ops
-from _record import RESULTS, cuda_median_ms, environment, fp32_fma_rate, write
+from _record import RESULTS, cuda_median_ms, fp32_fma_rate, ratio_table, write_gpu
 
 
 def torch_rbf_gram(x, sigma):
@@ -112,19 +112,11 @@ def main():
     rate = fp32_fma_rate()
     rows = [gram_case(16, 2048, 4096, rate), gram_case(64, 1024, 256, rate), hadamard_case(1024, 64, 64),
             alpha2_case(16384, 512), alpha2_case(100_000, 512)]
-    lines = ["| op | size | ours (ms) | torch (ms) | torch / ours |", "|---|---|---|---|---|"]
-    for r in rows:
-        size = ", ".join(f"{k}={r[k]}" for k in ("B", "N", "D", "C", "HW") if k in r)
-        torch_ms = f"{r['torch_ms']:.2f}" if r.get("torch_ms") else r.get("torch", "")
-        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") else "-"
-        lines.append(f"| {r['op']} | {size} | {r['ours_ms']:.2f} | {torch_ms} | {ratio} |")
-    lines.append(f"\nMeasured FP32 rate (SGEMM 8192³, TF32 off): {rate / 1e12:.1f} TFLOP/s; "
-                 f"Gram B=16 N=2048 D=4096 reaches {rows[0]['fp32_fraction']:.0%} of it. "
-                 f"alpha2 at N=100000: peak {rows[-1]['ours_peak_bytes'] / 2**20:.0f} MiB.")
-    table = "\n".join(lines)
-    print(table)
-    record = {"benchmark": "bench_gram", "environment": environment(), "fp32_flops": rate, "results": rows}
-    print("wrote", write("bench_gram_" + torch.cuda.get_device_name().replace(" ", "_"), record, table, args.out))
+    table = ratio_table(rows, ("B", "N", "D", "C", "HW")) + (
+        f"\n\nMeasured FP32 rate (SGEMM 8192³, TF32 off): {rate / 1e12:.1f} TFLOP/s; "
+        f"Gram B=16 N=2048 D=4096 reaches {rows[0]['fp32_fraction']:.0%} of it. "
+        f"alpha2 at N=100000: peak {rows[-1]['ours_peak_bytes'] / 2**20:.0f} MiB.")
+    print("wrote", write_gpu("bench_gram", rows, rate, table, args.out))
     return 0
 
 

@@ -25,7 +25,7 @@ import torch
 import pyfastent as pf
 from pyfastent import _native, models, ops
 from pyfastent.nn import layer_sweep
-from _record import RESULTS, cuda_median_ms, environment, fp32_fma_rate, write
+from _record import RESULTS, cuda_median_ms, fp32_fma_rate, ratio_table, write_gpu
 
 
 def torch_logdet(m):
@@ -85,16 +85,10 @@ def main():
     rate = fp32_fma_rate()
     rows = [cholesky_case(4096, 64, rate), cholesky_case(256, 256, rate), cholesky_case(1, 4096, rate),
             sweep_case(1000)]
-    lines = ["| op | size | ours (ms) | torch (ms) | torch / ours |", "|---|---|---|---|---|"]
-    for r in rows:
-        size = ", ".join(f"{k}={r[k]}" for k in ("B", "n", "model", "layers", "probe") if k in r)
-        lines.append(f"| {r['op']} | {size} | {r['ours_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f}x |")
-    lines.append(f"\nMeasured FP32 rate (SGEMM 8192³, TF32 off): {rate / 1e12:.1f} TFLOP/s; "
-                 f"Cholesky n=4096 reaches {rows[2]['fp32_fraction']:.1%} of it.")
-    table = "\n".join(lines)
-    print(table)
-    record = {"benchmark": "bench_logdet", "environment": environment(), "fp32_flops": rate, "results": rows}
-    print("wrote", write("bench_logdet_" + torch.cuda.get_device_name().replace(" ", "_"), record, table, args.out))
+    table = ratio_table(rows, ("B", "n", "model", "layers", "probe")) + (
+        f"\n\nMeasured FP32 rate (SGEMM 8192³, TF32 off): {rate / 1e12:.1f} TFLOP/s; "
+        f"Cholesky n=4096 reaches {rows[2]['fp32_fraction']:.1%} of it.")
+    print("wrote", write_gpu("bench_logdet", rows, rate, table, args.out))
     return 0
 
 

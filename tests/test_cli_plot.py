@@ -5,7 +5,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 
 import pyfastent.nn as pnn
 import pyfastent.plot as plot

@@ -6,8 +6,6 @@ chooses (``"auto"``, ``"torch"``, ``"cuda"``; see ``pyfastent.backend_info()``).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from pyfastent import _checks

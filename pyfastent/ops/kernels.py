@@ -5,8 +5,6 @@
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from pyfastent import _checks
