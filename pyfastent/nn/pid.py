@@ -3,7 +3,6 @@ Príncipe, TNNLS 2020): how redundancy and synergy about the labels grow with
 the number of feature maps considered."""
 from __future__ import annotations
 
-
 from pyfastent import _checks
 from pyfastent.estimators import Renyi
 from pyfastent.measures import pid

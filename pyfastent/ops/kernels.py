@@ -1,7 +1,7 @@
 """Batched Gram-family ops with a CUDA kernel and a PyTorch reference each.
 
-``backend`` is ``"auto"`` (CUDA kernel for CUDA tensors when available, see
-``pyfastent.backend_info()``), ``"torch"`` or ``"cuda"``.
+``backend`` is ``"auto"`` (see ``pyfastent.backend_info()``), ``"torch"``
+or ``"cuda"``.
 """
 from __future__ import annotations
 
