@@ -102,3 +102,22 @@ def write_gpu(name: str, rows: list, rate: float, table: str, folder) -> Path:
     print(table)
     record = {"benchmark": name, "environment": environment(), "fp32_flops": rate, "results": rows}
     return write(f"{name}_{torch.cuda.get_device_name().replace(' ', '_')}", record, table, folder)
+
+
+def gpu_setup(name: str, description: str):
+    """Parse ``--out``, check for a GPU and the extension, turn TF32 off and
+    measure the FP32 rate: (output folder, FLOP/s), or None when there is no GPU."""
+    import argparse
+    import sys
+
+    from pyfastent import _native
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    args = parser.parse_args()
+    if not _native.HAS_CUDA:
+        print(f"{name}: needs a CUDA GPU and the compiled extension; nothing measured", file=sys.stderr)
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return args.out, fp32_fma_rate()

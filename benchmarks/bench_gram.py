@@ -13,14 +13,13 @@ Usage on a GPU machine: ``python benchmarks/bench_gram.py [--out DIR]``.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
 import torch
 
-from pyfastent import _native, ops
-from _record import RESULTS, cuda_median_ms, fp32_fma_rate, ratio_table, write_gpu
+from pyfastent import ops
+from _record import cuda_median_ms, gpu_setup, ratio_table, write_gpu
 
 
 def torch_rbf_gram(x, sigma):
@@ -101,22 +100,17 @@ def alpha2_case(n, d, compare=True):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args()
-    if not _native.HAS_CUDA:
-        print("bench_gram: needs a CUDA GPU and the compiled extension; nothing measured", file=sys.stderr)
+    setup = gpu_setup("bench_gram", __doc__.splitlines()[0])
+    if setup is None:
         return 1
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    rate = fp32_fma_rate()
+    out, rate = setup
     rows = [gram_case(16, 2048, 4096, rate), gram_case(64, 1024, 256, rate), hadamard_case(1024, 64, 64),
             alpha2_case(16384, 512), alpha2_case(100_000, 512)]
     table = ratio_table(rows, ("B", "N", "D", "C", "HW")) + (
         f"\n\nMeasured FP32 rate (SGEMM 8192³, TF32 off): {rate / 1e12:.1f} TFLOP/s; "
         f"Gram B=16 N=2048 D=4096 reaches {rows[0]['fp32_fraction']:.0%} of it. "
         f"alpha2 at N=100000: peak {rows[-1]['ours_peak_bytes'] / 2**20:.0f} MiB.")
-    print("wrote", write_gpu("bench_gram", rows, rate, table, args.out))
+    print("wrote", write_gpu("bench_gram", rows, rate, table, out))
     return 0
 
 

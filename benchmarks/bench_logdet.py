@@ -16,16 +16,15 @@ Usage on a GPU machine: ``python benchmarks/bench_logdet.py [--out DIR]``.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
 import torch
 
 import pyfastent as pf
-from pyfastent import _native, models, ops
+from pyfastent import models, ops
 from pyfastent.nn import layer_sweep
-from _record import RESULTS, cuda_median_ms, fp32_fma_rate, ratio_table, write_gpu
+from _record import cuda_median_ms, gpu_setup, ratio_table, write_gpu
 
 
 def torch_logdet(m):
@@ -75,20 +74,16 @@ def sweep_case(probe: int):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args()
-    if not _native.HAS_CUDA:
-        print("bench_logdet: needs a CUDA GPU and the compiled extension; nothing measured", file=sys.stderr)
+    setup = gpu_setup("bench_logdet", __doc__.splitlines()[0])
+    if setup is None:
         return 1
-    torch.backends.cuda.matmul.allow_tf32 = False
-    rate = fp32_fma_rate()
+    out, rate = setup
     rows = [cholesky_case(4096, 64, rate), cholesky_case(256, 256, rate), cholesky_case(1, 4096, rate),
             sweep_case(1000)]
     table = ratio_table(rows, ("B", "n", "model", "layers", "probe")) + (
         f"\n\nMeasured FP32 rate (SGEMM 8192³, TF32 off): {rate / 1e12:.1f} TFLOP/s; "
         f"Cholesky n=4096 reaches {rows[2]['fp32_fraction']:.1%} of it.")
-    print("wrote", write_gpu("bench_logdet", rows, rate, table, args.out))
+    print("wrote", write_gpu("bench_logdet", rows, rate, table, out))
     return 0
 
 
