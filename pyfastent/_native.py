@@ -26,10 +26,11 @@ except ImportError as exc:  # built with PYFASTENT_CUDA=OFF, or no nvcc at build
 
 
 def _requested_backend() -> str:
+    # The variable only forces the fallback (DESIGN.md §2); kernels are chosen per call.
     value = os.environ.get(_BACKEND_ENV, "auto").strip().lower() or "auto"
-    if value not in _BACKEND_CHOICES:
+    if value not in ("auto", "torch"):
         warnings.warn(
-            f"{_BACKEND_ENV}={value!r} is not one of {_BACKEND_CHOICES}; using 'auto'",
+            f"{_BACKEND_ENV}={value!r} is not 'auto' or 'torch'; using 'auto'",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -63,3 +63,9 @@ def test_native_plumbing():
     info = pf.backend_info()
     assert info["cuda_runtime"].count(".") == 1
     assert len(info["devices"]) == c.device_count()
+
+
+def test_unknown_backend_variable_warns_and_falls_back_to_auto():
+    code = "import warnings, json; warnings.simplefilter('error')\ntry:\n import pyfastent\nexcept RuntimeWarning as w:\n print(w)"
+    out = run_python(code, PYFASTENT_BACKEND="cuda")
+    assert "is not 'auto' or 'torch'" in out

@@ -12,10 +12,8 @@ import torch
 
 from pyfastent import _checks
 from pyfastent.estimators.base import Estimator
-from pyfastent.ops.logdet import centred_gram, spd_logdet
+from pyfastent.ops.logdet import MODES, centred_gram, spd_logdet
 from pyfastent.variable import row_codes
-
-MODES = ("cov", "correlation")
 
 
 @dataclass(eq=False)

@@ -8,6 +8,8 @@ from pyfastent import _checks
 from pyfastent._native import _C, resolve_backend
 from pyfastent.ops.kernels import _float_batch
 
+MODES = ("cov", "correlation")
+
 
 def _raise_not_pd(info: torch.Tensor, what: str) -> None:
     bad = torch.nonzero(info != 0).flatten()
@@ -88,7 +90,7 @@ def covariance_logdet(x, beta: float, mode: str = "cov", backend: str = "auto") 
     """
     x = _float_batch("x", x, 3)
     beta = _checks.positive_number("beta", beta)
-    _checks.choice("mode", mode, ("cov", "correlation"))
+    _checks.choice("mode", mode, MODES)
     if x.shape[1] < 2:
         raise ValueError(f"x needs at least N = 2 samples, got N = {x.shape[1]}")
     return spd_logdet(identity_plus_covariance(x, beta, mode, backend), backend)
@@ -107,7 +109,7 @@ def logdet_joints(x, joints, beta: float, mode: str = "cov", backend: str = "aut
     """
     x = _float_batch("x", x, 2)
     beta = _checks.positive_number("beta", beta)
-    _checks.choice("mode", mode, ("cov", "correlation"))
+    _checks.choice("mode", mode, MODES)
     n, d = x.shape
     if n < 2:
         raise ValueError(f"x needs at least N = 2 samples, got N = {n}")
