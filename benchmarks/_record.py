@@ -115,7 +115,7 @@ def gpu_setup(name: str, description: str):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     args = parser.parse_args()
-    if not _native.HAS_CUDA:
+    if not _native.has_cuda():
         print(f"{name}: needs a CUDA GPU and the compiled extension; nothing measured", file=sys.stderr)
         return None
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -1,15 +1,22 @@
-"""The one place that decides whether the native CUDA extension is usable.
+"""The one place that decides whether the native CUDA extension is used.
 
-``HAS_CUDA`` is computed once at import. Everything else asks this module,
-never ``pyfastent._C`` directly, so a missing extension or a machine without a
-GPU is a state, not an error (the "no_gpu stub" pattern).
+Everything else asks this module, never ``pyfastent._C`` directly, so a
+missing extension or a machine without a GPU is a state, not an error (the
+"no_gpu stub" pattern). Nothing here touches the CUDA driver at import: the
+device count is queried on first use (a call with CUDA tensors, or
+``backend_info()``), so importing pyfastent in a process that later forks
+(DataLoader workers) never initializes CUDA.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import importlib
 import os
 import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
@@ -40,14 +47,6 @@ def _requested_backend() -> str:
 
 REQUESTED_BACKEND = _requested_backend()
 
-# The CUDA kernels have been compiled but not yet run on a GPU (issues 4 and
-# 5). Until a GPU run of tests/test_cuda_kernels.py passes and its results
-# are committed, "auto" keeps the torch path, so no user gets numbers from an
-# unvalidated kernel by default; backend="cuda" or use_backend("cuda") opt in.
-AUTO_USES_KERNELS = False
-DEVICE_COUNT = _C.device_count() if _C is not None else 0
-HAS_CUDA = _C is not None and DEVICE_COUNT > 0 and REQUESTED_BACKEND != "torch"
-
 # Ops that have a hand-written CUDA kernel in this build; the others always
 # run the PyTorch implementation, on whatever device the tensors live on.
 CUDA_OPS: tuple[str, ...] = (
@@ -58,32 +57,66 @@ CUDA_OPS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class KernelChoice:
+    """One row of the "auto" policy: ``op`` runs its CUDA kernel for the
+    inputs ``applies`` accepts (a shape class, described in ``shapes``),
+    because ``evidence`` (a committed GPU results file) shows the kernel
+    correct and faster than the torch path there."""
+
+    op: str
+    shapes: str
+    applies: Callable[[Sequence[torch.Tensor]], bool]
+    evidence: str
+
+
+# The kernels are compiled but no GPU run has passed yet (issue 8 part B),
+# so no row exists and "auto" keeps the torch path everywhere: no number
+# comes from an unvalidated kernel by default. backend="cuda" or
+# use_backend("cuda") opt in. A row is added only with its results file.
+AUTO_KERNELS: tuple[KernelChoice, ...] = ()
+
+
+@functools.lru_cache(maxsize=None)
+def device_count() -> int:
+    """Visible CUDA devices (0 without the extension, a driver or a GPU).
+    Queried once, on first use: this initializes the CUDA driver."""
+    return _C.device_count() if _C is not None else 0
+
+
+def has_cuda() -> bool:
+    """Whether the CUDA kernels can run at all in this process."""
+    return _C is not None and REQUESTED_BACKEND != "torch" and device_count() > 0
+
+
 def _reason() -> str:
     if REQUESTED_BACKEND == "torch":
         return f"forced by {_BACKEND_ENV}=torch"
     if _C is None:
         return f"native extension not built or not importable ({_IMPORT_ERROR})"
-    if DEVICE_COUNT == 0:
+    if device_count() == 0:
         return "native extension present, but no CUDA device or driver is visible"
-    if not AUTO_USES_KERNELS:
-        return ("native extension and GPU present; the CUDA kernels are not yet validated on a GPU, so 'auto' "
+    if not AUTO_KERNELS:
+        return ("native extension and GPU present; no CUDA kernel has passed a GPU validation run yet, so 'auto' "
                 "uses the torch path (opt in with backend='cuda' or pyfastent.use_backend('cuda'))")
-    return "native extension and GPU present"
+    return "native extension and GPU present; 'auto' uses the kernels listed in auto_kernels"
 
 
 def backend_info() -> dict:
     """Report which implementation pyfastent uses, and why.
 
     Returns:
-        dict with keys ``backend`` (``"cuda"`` or ``"torch"``), ``reason``,
-        ``requested`` (the ``PYFASTENT_BACKEND`` value), ``extension`` (bool),
+        dict with keys ``backend`` (``"cuda"`` when "auto" runs some kernel,
+        else ``"torch"``), ``reason``, ``requested`` (the
+        ``PYFASTENT_BACKEND`` value), ``extension`` (bool),
         ``extension_version``, ``cuda_runtime`` and ``cuda_driver`` (CUDA
         version strings or ``None``), ``devices`` (names of visible GPUs),
-        ``cuda_ops`` (ops with a CUDA kernel), ``torch`` and ``torch_cuda``.
+        ``cuda_ops`` (ops with a CUDA kernel), ``auto_kernels`` (the "auto"
+        policy: op, shape class and the results file behind each row),
+        ``torch`` and ``torch_cuda``.
     """
-    uses_cuda = HAS_CUDA and bool(CUDA_OPS) and AUTO_USES_KERNELS
     info = {
-        "backend": "cuda" if uses_cuda else "torch",
+        "backend": "cuda" if has_cuda() and AUTO_KERNELS else "torch",
         "reason": _reason(),
         "requested": REQUESTED_BACKEND,
         "extension": _C is not None,
@@ -92,6 +125,7 @@ def backend_info() -> dict:
         "cuda_driver": None,
         "devices": [],
         "cuda_ops": list(CUDA_OPS),
+        "auto_kernels": [{"op": k.op, "shapes": k.shapes, "evidence": k.evidence} for k in AUTO_KERNELS],
         "torch": torch.__version__,
         "torch_cuda": torch.cuda.is_available(),
     }
@@ -99,7 +133,7 @@ def backend_info() -> dict:
         info["cuda_runtime"] = _format_cuda_version(_C.runtime_version())
         driver = _C.driver_version()
         info["cuda_driver"] = _format_cuda_version(driver) if driver else None
-        info["devices"] = [_C.device_name(i) for i in range(DEVICE_COUNT)]
+        info["devices"] = [_C.device_name(i) for i in range(device_count())]
     return info
 
 
@@ -107,7 +141,9 @@ def _format_cuda_version(encoded: int) -> str:
     return f"{encoded // 1000}.{(encoded % 1000) // 10}"
 
 
-_override: list = []  # innermost use_backend() choice last
+# The innermost use_backend() choice of the running thread or task; a
+# ContextVar, so one thread's choice never leaks into another's calls.
+_override: contextvars.ContextVar = contextvars.ContextVar("pyfastent_backend", default=None)
 
 
 @contextlib.contextmanager
@@ -117,36 +153,37 @@ def use_backend(backend: str):
 
         with pyfastent.use_backend("torch"):
             reference = pyfastent.mutual_information(x, t, estimator=est)
+
+    The choice holds for the current thread (and asyncio task) only.
     """
     if backend not in _BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {_BACKEND_CHOICES}, got {backend!r}")
-    _override.append(backend)
+    token = _override.set(backend)
     try:
         yield
     finally:
-        _override.pop()
+        _override.reset(token)
 
 
 def resolve_backend(backend: str, tensors, op: str) -> str:
     """``"cuda"`` or ``"torch"`` for one call of ``op`` on ``tensors``.
 
-    ``"auto"`` picks the CUDA kernel when the kernels are validated
-    (``AUTO_USES_KERNELS``), the extension and a GPU are present,
-    ``PYFASTENT_BACKEND`` does not force torch, ``op`` has a kernel, every
-    tensor is on a CUDA device and none requires grad (the torch path is
-    differentiable). ``"cuda"`` demands the kernel and explains why it
-    cannot run; ``"torch"`` always runs the PyTorch implementation.
+    ``"auto"`` picks the CUDA kernel only when every tensor is on a CUDA
+    device, none requires grad (the torch path is differentiable), the
+    kernels can run (``has_cuda``) and a row of ``AUTO_KERNELS`` covers
+    ``op`` at these shapes. ``"cuda"`` demands the kernel and explains why
+    it cannot run; ``"torch"`` always runs the PyTorch implementation.
     """
     if backend not in _BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {_BACKEND_CHOICES}, got {backend!r}")
-    if backend == "auto" and _override:
-        backend = _override[-1]
+    if backend == "auto" and _override.get() is not None:
+        backend = _override.get()
     if backend == "torch":
         return "torch"
     on_gpu = all(t.is_cuda for t in tensors)
     grad = any(t.requires_grad for t in tensors)
     if backend == "cuda":
-        if _C is None or DEVICE_COUNT == 0:
+        if _C is None or device_count() == 0:
             raise ValueError(f"backend='cuda' for {op}: {_reason()}")
         if op not in CUDA_OPS:
             raise ValueError(f"backend='cuda': {op} has no CUDA kernel")
@@ -155,5 +192,6 @@ def resolve_backend(backend: str, tensors, op: str) -> str:
         if grad:
             raise ValueError(f"backend='cuda' for {op}: the inputs require grad, which only the torch path supports")
         return "cuda"
-    use_cuda = AUTO_USES_KERNELS and HAS_CUDA and op in CUDA_OPS and on_gpu and not grad
-    return "cuda" if use_cuda else "torch"
+    if not on_gpu or grad or op not in CUDA_OPS or not has_cuda():
+        return "torch"
+    return "cuda" if any(k.op == op and k.applies(tensors) for k in AUTO_KERNELS) else "torch"

@@ -57,8 +57,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_info(args) -> int:
-    for key, value in pyfastent.backend_info().items():
+    info = pyfastent.backend_info()
+    policy = info.pop("auto_kernels")
+    for key, value in info.items():
         print(f"{key:18s} {value}")
+    if not policy:
+        print(f"{'auto policy':18s} no kernel validated on a GPU yet: 'auto' runs every op on torch")
+    else:
+        print(f"{'auto policy':18s} op, shapes, evidence:")
+        for row in policy:
+            print(f"  {row['op']:20s} {row['shapes']:28s} {row['evidence']}")
     return 0
 
 

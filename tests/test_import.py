@@ -5,12 +5,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import pyfastent as pf
 from pyfastent import _native
 
 INFO_KEYS = {"backend", "reason", "requested", "extension", "extension_version", "cuda_runtime",
-             "cuda_driver", "devices", "cuda_ops", "torch", "torch_cuda"}
+             "cuda_driver", "devices", "cuda_ops", "auto_kernels", "torch", "torch_cuda"}
 
 
 def run_python(code, **env):
@@ -57,7 +58,7 @@ def test_native_plumbing():
     c = _native._C
     assert c.__version__ == pf.__version__
     assert c.runtime_version() >= 11000
-    assert c.device_count() == _native.DEVICE_COUNT >= 0
+    assert c.device_count() == _native.device_count() >= 0
     with pytest.raises(RuntimeError, match=r"^set_device: cuda"):
         c.set_device(c.device_count())  # one past the last device
     info = pf.backend_info()
@@ -69,3 +70,57 @@ def test_unknown_backend_variable_warns_and_falls_back_to_auto():
     code = "import warnings, json; warnings.simplefilter('error')\ntry:\n import pyfastent\nexcept RuntimeWarning as w:\n print(w)"
     out = run_python(code, PYFASTENT_BACKEND="cuda")
     assert "is not 'auto' or 'torch'" in out
+
+
+def test_import_does_not_touch_the_cuda_driver():
+    # A stub extension records device queries: importing pyfastent and
+    # estimating on CPU tensors must not make one (fork-safe DataLoaders).
+    code = (
+        "import sys, types, json\n"
+        "calls = []\n"
+        "stub = types.ModuleType('pyfastent._C')\n"
+        "stub.device_count = lambda: calls.append('device_count') or 0\n"
+        "sys.modules['pyfastent._C'] = stub\n"
+        "import torch, pyfastent as pf\n"
+        "at_import = list(calls)\n"
+        "pf.mutual_information(torch.randn(20, 3), torch.arange(20) % 2)\n"
+        "on_cpu = list(calls)\n"
+        "pf._native.device_count(); pf._native.device_count()\n"
+        "print(json.dumps([at_import, on_cpu, calls]))"
+    )
+    at_import, on_cpu, after = json.loads(run_python(code))
+    assert at_import == [] and on_cpu == []
+    assert after == ["device_count"]  # queried once, then remembered
+
+
+def test_use_backend_holds_for_its_own_thread_only():
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_cuda():
+        with pf.use_backend("cuda"):
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_cuda)
+    holder.start()
+    try:
+        assert entered.wait(10)
+        x = torch.randn(30, 4, dtype=torch.float64)
+        # On this thread "auto" still means auto: CPU tensors take the torch path.
+        assert pf.mutual_information(x, x[:, :2]) > 0
+        assert _native.resolve_backend("auto", [x], "gram") == "torch"
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_nested_use_backend_restores_the_outer_choice():
+    x = torch.zeros(2)
+    with pf.use_backend("torch"):
+        with pf.use_backend("cuda"):
+            assert _native._override.get() == "cuda"
+        assert _native._override.get() == "torch"
+        assert _native.resolve_backend("auto", [x], "gram") == "torch"
+    assert _native._override.get() is None
