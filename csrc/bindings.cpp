@@ -46,11 +46,12 @@ void init_gram(py::module_& m) {
   m.attr("GRAM_RBF") = static_cast<int>(pyfastent::kRbf);
   m.attr("GRAM_LINEAR") = static_cast<int>(pyfastent::kLinear);
   m.attr("GRAM_SCALED") = static_cast<int>(pyfastent::kScaled);
+  m.attr("MAX_BATCH") = pyfastent::kMaxGridY;
   m.def("gram_row_norms", &pyfastent::gram_row_norms, py::arg("input"), py::arg("norms"), py::arg("stream"));
   m.def("gram", &pyfastent::gram, py::arg("input"), py::arg("norms"), py::arg("mode"), py::arg("param"),
         py::arg("scale"), py::arg("out"), py::arg("stream"));
   m.def("hadamard_normalized", &pyfastent::hadamard_normalized, py::arg("a"), py::arg("b"), py::arg("c"),
-        py::arg("n"), py::arg("is_double"), py::arg("out"), py::arg("stream"));
+        py::arg("n"), py::arg("inv_trace"), py::arg("is_double"), py::arg("out"), py::arg("stream"));
   m.def("rbf_alpha2_sums", &pyfastent::rbf_alpha2_sums, py::arg("a"), py::arg("norms_a"),
         py::arg("neg_half_inv_var_a"), py::arg("b"), py::arg("norms_b"), py::arg("neg_half_inv_var_b"),
         py::arg("b_codes"), py::arg("sums"), py::arg("stream"));

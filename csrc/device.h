@@ -5,10 +5,15 @@
 // them into Python RuntimeError.
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
 namespace pyfastent {
+
+// Largest batch of one launch (gridDim.y); the Python wrappers split larger
+// batches into several launches.
+constexpr std::int64_t kMaxGridY = 65535;
 
 // Raised for any failed CUDA runtime call; what() starts with the op name.
 class CudaError : public std::runtime_error {

@@ -34,14 +34,17 @@ struct GramInput {
 void gram_row_norms(const GramInput& in, std::uintptr_t norms, std::uintptr_t stream);
 
 // out[b] = f(X̃_b X̃_bᵀ) as above; out is [batch, rows, rows] contiguous,
-// param is [batch] (ignored by kSqDist and kLinear). Only tiles on or above
-// the diagonal are computed; their mirror images are written from them.
+// param is [batch] (required by kRbf and kScaled), norms [batch, rows]
+// (required by every mode but kScaled); a missing one throws. Only tiles on
+// or above the diagonal are computed; their mirror images are written from them.
 void gram(const GramInput& in, std::uintptr_t norms, int mode, std::uintptr_t param, double scale,
           std::uintptr_t out, std::uintptr_t stream);
 
-// out = a ∘ b (∘ c) / tr(a ∘ b (∘ c)) for [n, n] contiguous matrices; c may be 0.
-void hadamard_normalized(std::uintptr_t a, std::uintptr_t b, std::uintptr_t c, std::int64_t n, bool is_double,
-                         std::uintptr_t out, std::uintptr_t stream);
+// out = a ∘ b (∘ c) · inv_trace for [n, n] contiguous matrices; c may be 0.
+// The caller computes inv_trace = 1 / tr(a ∘ b (∘ c)) from the diagonals
+// (O(n)) and rejects a zero trace; a non-positive or non-finite value throws.
+void hadamard_normalized(std::uintptr_t a, std::uintptr_t b, std::uintptr_t c, std::int64_t n, double inv_trace,
+                         bool is_double, std::uintptr_t out, std::uintptr_t stream);
 
 // Matrix-free α = 2 sums for the RBF Gram matrices K_a, K_b of two variables
 // with the same rows: sums[0] += Σ K_a², sums[1] += Σ K_b², sums[2] += Σ (K_a K_b)²

@@ -1,5 +1,6 @@
 #include <cmath>
 #include <cstdint>
+#include <string>
 
 #include "cuda/check.cuh"
 #include "cuda/gram_tile.cuh"
@@ -22,9 +23,15 @@ tile::View<T> view_of(const GramInput& in) {
 cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
 void check_input(const GramInput& in, const char* op) {
+  if (!in.x) throw CudaError(op, "no input data");
   if (in.batch < 1 || in.rows < 1 || in.depth < 1)
     throw CudaError(op, "empty input");
-  if (in.batch > 65535) throw CudaError(op, "batch above 65535 is not supported");
+  // gridDim.y; the Python wrappers split larger batches into several launches.
+  if (in.batch > kMaxGridY) throw CudaError(op, "batch above 65535 in one launch");
+}
+
+void require(std::uintptr_t pointer, const char* op, const char* what) {
+  if (!pointer) throw CudaError(op, std::string(what) + " is required");
 }
 
 std::int64_t upper_tiles(std::int64_t rows) {
@@ -58,8 +65,8 @@ __device__ __forceinline__ T epilogue(int mode, T dot, T ni, T nj, bool diagonal
       return diagonal ? T(0) : fmax(ni + nj - T(2) * dot, T(0));
     case kRbf:
       return diagonal ? scale : exp(param * fmax(ni + nj - T(2) * dot, T(0))) * scale;
-    case kLinear:
-      return dot * rsqrt(ni * nj) * scale;
+    case kLinear:  // two rsqrt: ni·nj overflows float32 once the norms pass ~1.8e19
+      return dot * rsqrt(ni) * rsqrt(nj) * scale;
     default:
       return param * dot;
   }
@@ -68,7 +75,8 @@ __device__ __forceinline__ T epilogue(int mode, T dot, T ni, T nj, bool diagonal
 template <typename T>
 __global__ void __launch_bounds__(kThreads) gram_kernel(tile::View<T> v, const T* norms, int mode, const T* param,
                                                         T scale, T* out) {
-  // The k slabs (2·16·64) and the staged output tile (64·65) share memory.
+  // The k slabs and the staged output tile (64·65) share memory.
+  static_assert(tile::kSlabElems<T> <= kTile * (kTile + 1), "the slabs must fit in the output staging tile");
   __shared__ T smem[kTile * (kTile + 1)];
   int ti, tj;
   tile::upper_tile(blockIdx.x, &ti, &tj);
@@ -108,25 +116,7 @@ __global__ void __launch_bounds__(kThreads) gram_kernel(tile::View<T> v, const T
 // ---- Hadamard product of 2 or 3 matrices, normalized by its trace -------
 
 template <typename T>
-__global__ void hadamard_kernel(const T* a, const T* b, const T* c, std::int64_t n, T* out) {
-  __shared__ double partial[kThreads / 32];
-  // Every block computes the trace from the n diagonal entries: cheaper than
-  // a second launch, and no workspace.
-  double trace = 0;
-  for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const std::int64_t d = i * n + i;
-    trace += static_cast<double>(a[d]) * b[d] * (c ? c[d] : T(1));
-  }
-  for (int offset = 16; offset > 0; offset /= 2) trace += __shfl_down_sync(0xffffffffu, trace, offset);
-  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = trace;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double total = 0;
-    for (int w = 0; w < kThreads / 32; ++w) total += partial[w];
-    partial[0] = total;
-  }
-  __syncthreads();
-  const T inv = static_cast<T>(1.0 / partial[0]);
+__global__ void hadamard_kernel(const T* a, const T* b, const T* c, std::int64_t n, T inv, T* out) {
   const std::int64_t total = n * n;
   for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
@@ -140,7 +130,7 @@ template <typename T, bool kDeltaB>
 __global__ void __launch_bounds__(kThreads) alpha2_kernel(tile::View<T> va, const T* norms_a, T coef_a,
                                                           tile::View<T> vb, const T* norms_b, T coef_b,
                                                           const std::int64_t* codes, double* sums) {
-  __shared__ T slab[2 * tile::kDepth * kTile];
+  __shared__ T slab[tile::kSlabElems<T>];
   __shared__ double partial[3][kThreads / 32];
   int ti, tj;
   tile::upper_tile(blockIdx.x, &ti, &tj);
@@ -214,6 +204,9 @@ void gram(const GramInput& in, std::uintptr_t norms, int mode, std::uintptr_t pa
           std::uintptr_t out, std::uintptr_t stream) {
   check_input(in, "gram");
   if (mode < kSqDist || mode > kScaled) throw CudaError("gram", "unknown mode");
+  if (mode != kScaled) require(norms, "gram", "norms (the squared row norms)");
+  if (mode == kRbf || mode == kScaled) require(param, "gram", "param (one value per batch entry)");
+  require(out, "gram", "out");
   const dim3 grid(static_cast<unsigned>(upper_tiles(in.rows)), static_cast<unsigned>(in.batch));
   if (in.is_double) {
     gram_kernel<double><<<grid, kThreads, 0, as_stream(stream)>>>(
@@ -227,9 +220,14 @@ void gram(const GramInput& in, std::uintptr_t norms, int mode, std::uintptr_t pa
   PYFASTENT_CHECK_LAUNCH("gram");
 }
 
-void hadamard_normalized(std::uintptr_t a, std::uintptr_t b, std::uintptr_t c, std::int64_t n, bool is_double,
-                         std::uintptr_t out, std::uintptr_t stream) {
+void hadamard_normalized(std::uintptr_t a, std::uintptr_t b, std::uintptr_t c, std::int64_t n, double inv_trace,
+                         bool is_double, std::uintptr_t out, std::uintptr_t stream) {
   if (n < 1) throw CudaError("hadamard_normalized", "empty input");
+  require(a, "hadamard_normalized", "a");
+  require(b, "hadamard_normalized", "b");
+  require(out, "hadamard_normalized", "out");
+  if (!(inv_trace > 0) || !std::isfinite(inv_trace))
+    throw CudaError("hadamard_normalized", "1/trace must be positive and finite (the product has zero trace)");
   int device = 0, sms = 0;
   PYFASTENT_CHECK(cudaGetDevice(&device), "hadamard_normalized");
   PYFASTENT_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "hadamard_normalized");
@@ -238,11 +236,11 @@ void hadamard_normalized(std::uintptr_t a, std::uintptr_t b, std::uintptr_t c, s
   if (is_double) {
     hadamard_kernel<double><<<blocks, kThreads, 0, as_stream(stream)>>>(
         reinterpret_cast<const double*>(a), reinterpret_cast<const double*>(b), reinterpret_cast<const double*>(c),
-        n, reinterpret_cast<double*>(out));
+        n, inv_trace, reinterpret_cast<double*>(out));
   } else {
     hadamard_kernel<float><<<blocks, kThreads, 0, as_stream(stream)>>>(
         reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b), reinterpret_cast<const float*>(c), n,
-        reinterpret_cast<float*>(out));
+        static_cast<float>(inv_trace), reinterpret_cast<float*>(out));
   }
   PYFASTENT_CHECK_LAUNCH("hadamard_normalized");
 }
@@ -252,8 +250,11 @@ void rbf_alpha2_sums(const GramInput& a, std::uintptr_t norms_a, double neg_half
                      std::uintptr_t stream) {
   check_input(a, "rbf_alpha2_sums");
   if (a.batch != 1) throw CudaError("rbf_alpha2_sums", "batch must be 1");
+  require(norms_a, "rbf_alpha2_sums", "norms_a");
+  require(sums, "rbf_alpha2_sums", "sums");
   if (!b_codes) {
     check_input(b, "rbf_alpha2_sums");
+    require(norms_b, "rbf_alpha2_sums", "norms_b");
     if (b.rows != a.rows || a.is_double != b.is_double)
       throw CudaError("rbf_alpha2_sums", "operands differ in rows or dtype");
   }

@@ -14,6 +14,38 @@ constexpr int kDepth = 16;
 constexpr int kThreads = 256;
 constexpr int kMicro = 4;  // kTile / 16 rows and columns per thread
 
+// Worst shared-memory bank conflict (ways) when the lanes of a warp store
+// slab element (k = lane % kDepth, r = lane / kDepth), the order used for
+// inputs contiguous along k, into k-major rows of `stride` words of `bytes`
+// bytes. 32 banks of 4 bytes; 8-byte words are served per half-warp.
+constexpr int store_conflict_ways(int stride, int bytes) {
+  const int lanes = bytes == 8 ? 16 : 32;
+  const int period = bytes == 8 ? 16 : 32;  // words between two hits of one bank
+  int worst = 1;
+  for (int a = 0; a < lanes; ++a) {
+    int ways = 1;
+    const int word_a = (a % kDepth) * stride + a / kDepth;
+    for (int b = 0; b < lanes; ++b) {
+      const int word_b = (b % kDepth) * stride + b / kDepth;
+      if (b != a && word_b != word_a && (word_b - word_a) % period == 0) ++ways;
+    }
+    worst = ways > worst ? ways : worst;
+  }
+  return worst;
+}
+
+// Row stride of the k-major slabs: kTile words would put the 16 lanes that
+// store consecutive k of one row on a single bank; +2 (float32) and +1
+// (float64) spread them over distinct banks.
+template <typename T>
+constexpr int kSlabStride = kTile + (sizeof(T) == 4 ? 2 : 1);
+template <typename T>
+constexpr int kSlabElems = 2 * kDepth * kSlabStride<T>;  // the A and B slabs
+
+static_assert(store_conflict_ways(kTile, 4) == 16, "the unpadded layout is the 16-way conflict it is padded against");
+static_assert(store_conflict_ways(kSlabStride<float>, 4) == 1, "float32 slab stores must be conflict-free");
+static_assert(store_conflict_ways(kSlabStride<double>, 8) == 1, "float64 slab stores must be conflict-free");
+
 template <typename T>
 struct View {
   const T* x;
@@ -45,12 +77,13 @@ __device__ __forceinline__ void upper_tile(std::int64_t index, int* ti, int* tj)
 }
 
 // acc[i][j] += Σ_k x̃[row0 + ty + 16 i, k] · x̃[col0 + tx + 16 j, k].
-// `slab` holds 2 · kDepth · kTile elements of shared memory.
+// `slab` holds kSlabElems<T> elements of shared memory.
 template <typename T>
 __device__ __forceinline__ void accumulate(const View<T>& v, std::int64_t b, std::int64_t row0, std::int64_t col0,
                                            T* slab, T (&acc)[kMicro][kMicro]) {
-  T* as = slab;                    // [kDepth][kTile]
-  T* bs = slab + kDepth * kTile;   // [kDepth][kTile]
+  constexpr int ld = kSlabStride<T>;
+  T* as = slab;                 // [kDepth][ld]
+  T* bs = slab + kDepth * ld;   // [kDepth][ld]
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   // Walk the faster-varying index of memory across consecutive threads.
   const bool rows_contiguous = v.stride_r == 1 && v.stride_k != 1;
@@ -58,17 +91,17 @@ __device__ __forceinline__ void accumulate(const View<T>& v, std::int64_t b, std
     for (int e = threadIdx.x; e < kDepth * kTile; e += kThreads) {
       const int r = rows_contiguous ? e % kTile : e / kDepth;
       const int k = rows_contiguous ? e / kTile : e % kDepth;
-      as[k * kTile + r] = load(v, b, row0 + r, k0 + k);
-      bs[k * kTile + r] = load(v, b, col0 + r, k0 + k);
+      as[k * ld + r] = load(v, b, row0 + r, k0 + k);
+      bs[k * ld + r] = load(v, b, col0 + r, k0 + k);
     }
     __syncthreads();
 #pragma unroll
     for (int k = 0; k < kDepth; ++k) {
       T a[kMicro], c[kMicro];
 #pragma unroll
-      for (int i = 0; i < kMicro; ++i) a[i] = as[k * kTile + ty + 16 * i];
+      for (int i = 0; i < kMicro; ++i) a[i] = as[k * ld + ty + 16 * i];
 #pragma unroll
-      for (int j = 0; j < kMicro; ++j) c[j] = bs[k * kTile + tx + 16 * j];
+      for (int j = 0; j < kMicro; ++j) c[j] = bs[k * ld + tx + 16 * j];
 #pragma unroll
       for (int i = 0; i < kMicro; ++i)
 #pragma unroll

@@ -212,8 +212,8 @@ void cholesky_logdet(std::uintptr_t matrices, std::int64_t batch, std::int64_t n
                      std::int64_t stride_r, std::int64_t stride_c, bool is_double, std::uintptr_t logdet,
                      std::uintptr_t info, std::uintptr_t stream) {
   if (batch < 1 || n < 1) throw CudaError("cholesky_logdet", "empty input");
-  if (batch > 0x7fffffff || (n > kSmallCholesky && batch > 65535))
-    throw CudaError("cholesky_logdet", "batch too large for one launch");
+  if (!matrices || !logdet || !info) throw CudaError("cholesky_logdet", "matrices, logdet and info are required");
+  if (batch > kMaxGridY) throw CudaError("cholesky_logdet", "batch above 65535 in one launch");
   auto* ld = reinterpret_cast<double*>(logdet);
   auto* inf = reinterpret_cast<int*>(info);
   const cudaStream_t s = as_stream(stream);
@@ -239,6 +239,8 @@ void joint_logdets(std::uintptr_t c, std::int64_t d, bool is_double, double coef
                    std::uintptr_t size, std::int64_t joints, std::int64_t width, std::uintptr_t logdet,
                    std::uintptr_t info, std::uintptr_t stream) {
   if (joints < 1 || d < 1) throw CudaError("joint_logdets", "empty input");
+  if (!c || !index || !size || !logdet || !info)
+    throw CudaError("joint_logdets", "c, index, size, logdet and info are required");
   if (width > kSmallCholesky) throw CudaError("joint_logdets", "a joint has more than 64 columns");
   if (joints > 0x7fffffff) throw CudaError("joint_logdets", "too many joints for one launch");
   auto* ld = reinterpret_cast<double*>(logdet);

@@ -46,8 +46,9 @@ class Renyi(Estimator):
             ``"silverman"``, ``"alignment"`` (needs ``labels``), or a rule
             from ``pyfastent.widths``. Each variable gets its own σ from the
             rule. Papers writing exp(−d²/σ²) use our σ·√2.
-        kernel: ``"rbf"``, ``"linear"`` or ``"delta"`` for continuous
-            variables; discrete ones (integer/bool of shape (N,) or (N, k))
+        kernel: ``"rbf"``, ``"linear"`` (the plain inner product x_i·x_j
+            of the samples as given, not centred) or ``"delta"`` for
+            continuous variables; discrete ones (integer/bool of shape (N,) or (N, k))
             always use the delta kernel unless a ``Variable`` overrides it.
         base: logarithm base of the results (2: bits).
         labels: (N,) class labels, for ``sigma="alignment"``.

@@ -44,8 +44,9 @@ def gram(x, kernel: str = "rbf", sigma="knn", labels=None, backend: str = "auto"
     Args:
         x: (N, ...) samples (trailing dims flattened) or a ``Variable``.
             Integer/bool data of shape (N,) or (N, k) uses the delta kernel.
-        kernel: ``"rbf"`` (exp(−‖x_i − x_j‖²/(2σ²))), ``"linear"`` or
-            ``"delta"``, for continuous data.
+        kernel: ``"rbf"`` (exp(−‖x_i − x_j‖²/(2σ²))), ``"linear"`` (x_i·x_j
+            of the samples as given, not centred) or ``"delta"``, for
+            continuous data.
         sigma: RBF width: a number, ``"knn"``, ``"silverman"``,
             ``"alignment"`` (with ``labels``) or a ``pyfastent.widths`` rule.
         labels: (N,) integer class labels for ``sigma="alignment"``.

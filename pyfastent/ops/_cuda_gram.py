@@ -49,28 +49,38 @@ def row_norms(v: "_C.GramInput", x: torch.Tensor) -> torch.Tensor:
     return norms
 
 
+def batch_slices(batch: int, limit: int) -> list:
+    """Consecutive slices of at most ``limit`` batch entries covering ``batch``:
+    one launch each, since a launch's grid holds at most 65 535 entries."""
+    return [slice(lo, min(lo + limit, batch)) for lo in range(0, batch, limit)]
+
+
 def gram(x: torch.Tensor, mode: int, param: torch.Tensor | None = None, scale: float = 1.0, **transform) -> torch.Tensor:
-    """[B, R, K] -> [B, R, R] Gram matrices in one kernel (see csrc/gram.h for the modes)."""
+    """[B, R, K] -> [B, R, R] Gram matrices (see csrc/gram.h for the modes),
+    one launch per ``_C.MAX_BATCH`` batch entries."""
+    if param is not None:
+        _check("param", param, x.device, x.dtype)
+        if tuple(param.shape) != (x.shape[0],) or not param.is_contiguous():
+            raise ValueError(f"param must be a contiguous ({x.shape[0]},) tensor")
+    needs_norms = mode != _C.GRAM_SCALED
+    out = torch.empty(x.shape[0], x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
     with torch.cuda.device(x.device):
-        v = view(x, **transform)
-        needs_norms = mode in (_C.GRAM_SQDIST, _C.GRAM_RBF, _C.GRAM_LINEAR)
-        norms = row_norms(v, x) if needs_norms else None
-        if mode == _C.GRAM_LINEAR and not bool((norms > 0).all()):
-            bad = int((norms <= 0).sum())
-            raise ValueError(f"x has {bad} samples with K_ii <= 0 (all-zero rows under the linear kernel); "
-                             "the normalized Gram matrix is undefined for them")
-        if param is not None:
-            _check("param", param, x.device, x.dtype)
-            if tuple(param.shape) != (x.shape[0],) or not param.is_contiguous():
-                raise ValueError(f"param must be a contiguous ({x.shape[0]},) tensor")
-        out = torch.empty(x.shape[0], x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
-        _C.gram(v, norms.data_ptr() if norms is not None else 0, mode,
-                param.data_ptr() if param is not None else 0, float(scale), out.data_ptr(), _stream(x.device))
+        for part in batch_slices(x.shape[0], _C.MAX_BATCH):
+            v = view(x[part], **{k: t[part] for k, t in transform.items() if t is not None})
+            norms = row_norms(v, x) if needs_norms else None
+            if mode == _C.GRAM_LINEAR and not bool((norms > 0).all()):
+                bad = int((norms <= 0).sum())
+                raise ValueError(f"x has {bad} samples with K_ii <= 0 (all-zero rows under the linear kernel); "
+                                 "the normalized Gram matrix is undefined for them")
+            _C.gram(v, norms.data_ptr() if norms is not None else 0, mode,
+                    param[part].data_ptr() if param is not None else 0, float(scale), out[part].data_ptr(),
+                    _stream(x.device))
     return out
 
 
-def hadamard_normalized(mats: list) -> torch.Tensor:
-    """A ∘ B (∘ C) / tr(A ∘ B (∘ C)) for 2 or 3 contiguous [N, N] matrices."""
+def hadamard_normalized(mats: list, trace: float) -> torch.Tensor:
+    """A ∘ B (∘ C) / trace for 2 or 3 contiguous [N, N] matrices, ``trace``
+    being tr(A ∘ B (∘ C)) > 0, computed by the caller from the diagonals."""
     a = mats[0]
     for i, m in enumerate(mats):
         _check(f"mats[{i}]", m, a.device, a.dtype)
@@ -80,7 +90,8 @@ def hadamard_normalized(mats: list) -> torch.Tensor:
     out = torch.empty_like(mats[0])
     with torch.cuda.device(a.device):
         _C.hadamard_normalized(mats[0].data_ptr(), mats[1].data_ptr(), mats[2].data_ptr() if len(mats) == 3 else 0,
-                               a.shape[0], a.dtype == torch.float64, out.data_ptr(), _stream(a.device))
+                               a.shape[0], 1.0 / trace, a.dtype == torch.float64, out.data_ptr(),
+                               _stream(a.device))
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from pyfastent._native import _C
-from pyfastent.ops._cuda_gram import _stream
+from pyfastent.ops._cuda_gram import _stream, batch_slices
 
 
 def cholesky_logdet(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,8 +19,10 @@ def cholesky_logdet(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     logdet = torch.empty(b, dtype=torch.float64, device=m.device)
     info = torch.empty(b, dtype=torch.int32, device=m.device)
     with torch.cuda.device(m.device):
-        _C.cholesky_logdet(m.data_ptr(), b, n, *m.stride(), m.dtype == torch.float64, logdet.data_ptr(),
-                           info.data_ptr(), _stream(m.device))
+        for part in batch_slices(b, _C.MAX_BATCH):
+            chunk = m[part]
+            _C.cholesky_logdet(chunk.data_ptr(), chunk.shape[0], n, *chunk.stride(), m.dtype == torch.float64,
+                               logdet[part].data_ptr(), info[part].data_ptr(), _stream(m.device))
     return logdet, info
 
 

@@ -5,6 +5,8 @@ or ``"cuda"``.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from pyfastent import _checks
@@ -44,10 +46,12 @@ def batched_gram(x, kernel: str = "rbf", sigma=1.0, backend: str = "auto") -> to
     """Normalized Gram matrices of B variables at once: [B, N, D] -> [B, N, N].
 
     ``"rbf"``: exp(−‖x_i − x_j‖²/(2σ_b²))/N with one σ per batch entry
-    (a number or a [B] tensor); ``"linear"``: x_i·x_j/(N‖x_i‖‖x_j‖);
-    ``"sqdist"``: ‖x_i − x_j‖² (not normalized). Distances are taken after
-    centring each variable (they do not change; fewer digits cancel). The
-    CUDA kernel computes the tiles on or above the diagonal and mirrors them.
+    (a number or a [B] tensor); ``"linear"``: x_i·x_j/(N‖x_i‖‖x_j‖), the
+    plain inner product of the samples as given (DESIGN.md 3.1: no centring;
+    centre the data first for a centred linear kernel); ``"sqdist"``:
+    ‖x_i − x_j‖² (not normalized). Distances are taken after centring each
+    variable (they do not change; fewer digits cancel). The CUDA kernel
+    computes the tiles on or above the diagonal and mirrors them.
     """
     x = _float_batch("x", x, 3)
     _checks.choice("kernel", kernel, _MODES)
@@ -60,10 +64,12 @@ def _batched_gram(x: torch.Tensor, kernel: str, s: torch.Tensor | None, backend:
     if resolve_backend(backend, [x], "batched_gram") == "cuda":
         from pyfastent.ops import _cuda_gram
 
-        mean = x.mean(dim=1)  # [B, D]: centring applied on load, no centred copy
-        mode = {"rbf": _C.GRAM_RBF, "linear": _C.GRAM_LINEAR, "sqdist": _C.GRAM_SQDIST}[kernel]
+        if kernel == "linear":
+            return _cuda_gram.gram(x, _C.GRAM_LINEAR, None, 1.0 / n)
+        # Distances: centring on load (no centred copy) keeps digits, as on the torch path.
+        mode = _C.GRAM_RBF if kernel == "rbf" else _C.GRAM_SQDIST
         param = -0.5 / (s * s) if s is not None else None
-        return _cuda_gram.gram(x, mode, param, 1.0 / n, k_offset=mean.contiguous())
+        return _cuda_gram.gram(x, mode, param, 1.0 / n, k_offset=x.mean(dim=1).contiguous())
     if kernel == "linear":
         return torch.stack([_torch_gram.normalize(_torch_gram.linear(xi)) for xi in x])
     sq = torch.stack([_torch_gram.squared_distances(xi) for xi in x])
@@ -119,12 +125,16 @@ def hadamard_normalized(mats, backend: str = "auto") -> torch.Tensor:
 
 
 def _hadamard_normalized(mats: list, backend: str) -> torch.Tensor:
+    # The widest dtype: a float32 factor (a label kernel) must not cut float64 data.
+    dtype = functools.reduce(torch.promote_types, [m.dtype for m in mats])
+    mats = [m.to(dtype) for m in mats]
     if len(mats) <= 3 and resolve_backend(backend, mats, "hadamard_normalized") == "cuda":
         from pyfastent.ops import _cuda_gram
 
-        return _cuda_gram.hadamard_normalized([m.to(mats[0].dtype) for m in mats])
-    out = _torch_gram.hadamard(mats)
-    return out / out.diagonal().sum()
+        # float64 products of at most 3 diagonal entries: no underflow for any N.
+        trace = float(torch.stack([m.diagonal().double() for m in mats]).prod(0).sum())
+        return _cuda_gram.hadamard_normalized(mats, _torch_gram.positive_trace(trace))
+    return _torch_gram.hadamard(mats)
 
 
 def alpha2_entropies(x, y, sigma_x: float, sigma_y: float | None = None, base: float = 2,
