@@ -6,6 +6,7 @@ over all of them (MI, CMI, TC, DTC, PID, transfer entropy). Results are in
 bits unless an estimator is given another ``base``.
 """
 from pyfastent._native import backend_info, use_backend
+from pyfastent._warnings import SaturationWarning
 from pyfastent.estimators import Discrete, Estimator, LogDet, Prepared, Renyi
 from pyfastent.measures import (
     PIDResult,
@@ -29,6 +30,7 @@ __all__ = [
     "PIDResult",
     "Prepared",
     "Renyi",
+    "SaturationWarning",
     "Variable",
     "backend_info",
     "conditional_mutual_information",

@@ -12,7 +12,7 @@ import torch
 import pyfastent
 from pyfastent import Discrete, LogDet, Renyi
 
-ESTIMATORS = {"renyi": lambda d: Renyi(), "logdet": lambda d: LogDet(beta=100.0 * d), "discrete": lambda d: Discrete()}
+ESTIMATORS = {"renyi": Renyi, "logdet": LogDet, "discrete": Discrete}  # LogDet's β: 100·d of X, bound on X
 
 
 class UsageError(Exception):
@@ -90,8 +90,7 @@ def run_demo(args) -> int:
     net = models.mnist_cnn(in_size=8)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     x_probe, y_probe = split.x_test, split.y_test
-    tracker = InformationPlane(net, x_probe, y_probe, estimators=(Renyi(), LogDet(beta=100.0 * 64)),
-                               sigma_smoothing=0.9, transfer_entropy=LayerTE(window=1000, seed=args.seed))
+    tracker = InformationPlane(net, x_probe, y_probe, sigma_smoothing=0.9, transfer_entropy=LayerTE(window=1000, seed=args.seed))
     order = torch.Generator().manual_seed(args.seed)
     bar = _progress(args.epochs, not args.no_progress)
     start = time.perf_counter()
@@ -177,6 +176,7 @@ def _markdown_table(rows: list) -> str:
 
 def _report(args, tracker, summary, images, seconds) -> str:
     from pyfastent.nn import dpi_violations
+    from pyfastent.nn.graph import dpi_pairs
 
     last = max(r["step"] for r in tracker.rows)
     wide: dict = {}
@@ -184,7 +184,8 @@ def _report(args, tracker, summary, images, seconds) -> str:
         if r["step"] == last and r["quantity"] in ("i_xt", "i_ty"):
             wide.setdefault((r["estimator"], r["layer"]), {"estimator": r["estimator"], "layer": r["layer"]})[
                 r["quantity"]] = r["value"]
-    violations = dpi_violations(list(wide.values()))
+    pairs, _ = dpi_pairs(tracker.model, tracker.names)
+    violations = dpi_violations(list(wide.values()), {e.label: e.dpi_slack for e in tracker.estimators}, pairs)
     dpi = "\n".join(f"- {v['estimator'].split('(')[0]}: {v['quantity']} rises from {v['earlier']} to "
                     f"{v['later']} by {v['size']:.4g} bits" for v in violations) or "- none"
     meta = tracker.table.metadata
@@ -239,10 +240,9 @@ def run_sweep(args) -> int:
     unknown = [e for e in names if e not in ESTIMATORS]
     if unknown or not names:
         raise UsageError(f"--estimators must be from {', '.join(ESTIMATORS)}, got {args.estimators!r}")
-    d_input = int(x[0].numel())
     layers = [n.strip() for n in args.layers.split(",")] if args.layers else None
     model.eval()
-    result = layer_sweep(model, x, y, estimators=[ESTIMATORS[n](d_input) for n in names], layers=layers,
+    result = layer_sweep(model, x, y, estimators=[ESTIMATORS[n]() for n in names], layers=layers,
                          channels=args.channels)
     print(_text_table(result.rows))
     for v in result.dpi_violations:

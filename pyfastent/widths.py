@@ -24,6 +24,7 @@ class WidthRule:
     variable of n samples and dimension dim."""
 
     needs_distances = True
+    label = "custom"  # a short name for estimator labels
 
     def __call__(self, sq_dist: torch.Tensor | None, n: int, dim: int) -> float:  # pragma: no cover - interface
         raise NotImplementedError
@@ -38,6 +39,10 @@ class Fixed(WidthRule):
 
     def __post_init__(self):
         object.__setattr__(self, "sigma", _checks.positive_number("sigma", self.sigma))
+
+    @property
+    def label(self):
+        return f"s={self.sigma:g}"
 
     def __call__(self, sq_dist, n, dim):
         return self.sigma
@@ -55,6 +60,10 @@ class KNN(WidthRule):
 
     def __post_init__(self):
         object.__setattr__(self, "k", _checks.positive_int("k", self.k))
+
+    @property
+    def label(self):
+        return f"knn{self.k}"
 
     def __call__(self, sq_dist, n, dim):
         k = min(self.k, n - 1)
@@ -85,6 +94,10 @@ class Silverman(WidthRule):
     def __post_init__(self):
         object.__setattr__(self, "gamma", _checks.positive_number("gamma", self.gamma))
 
+    @property
+    def label(self):
+        return "silverman" + (f"{self.gamma:g}" if self.gamma != 1.0 else "") + ("" if self.scale_by_dim else "-raw")
+
     def __call__(self, sq_dist, n, dim):
         sigma = self.gamma * n ** (-1.0 / (4 + dim))
         return sigma * math.sqrt(dim) if self.scale_by_dim else sigma
@@ -105,6 +118,7 @@ class Alignment(WidthRule):
 
     labels: object
     grid: tuple = field(default=None)
+    label = "alignment"
 
     def __post_init__(self):
         from pyfastent.variable import Variable, observe, require_discrete, row_codes
@@ -161,6 +175,10 @@ class Smoothed(WidthRule):
     @property
     def needs_distances(self):
         return self.rule.needs_distances
+
+    @property
+    def label(self):
+        return f"{self.rule.label}~{self.momentum:g}"
 
     def __call__(self, sq_dist, n, dim):
         current = self.rule(sq_dist, n, dim)

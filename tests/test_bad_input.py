@@ -168,3 +168,89 @@ def test_gram_that_cannot_fit_is_a_clear_memory_error(monkeypatch):
     monkeypatch.setattr(pf._memory, "available_bytes", lambda device: 1000)
     with pytest.raises(MemoryError, match=r"^the Gram matrix of x needs about .* 20×20 float32 .* use fewer samples"):
         pf.Renyi().entropy(X)
+
+
+@pytest.mark.parametrize("alpha", [2, 1.5])
+def test_gram_that_is_not_positive_semidefinite(alpha):
+    with pytest.raises(ValueError, match=r"^A is not positive semidefinite"):
+        pf.renyi_entropy_from_gram([[1.0, 2.0], [2.0, 1.0]], alpha)
+    # Round-off below zero is not: a rank-1 matrix's zero eigenvalues come out as ±1e-17.
+    v = torch.randn(30, 1, dtype=torch.float64)
+    assert pf.renyi_entropy_from_gram(v @ v.T, alpha) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_float_labels_are_rejected_where_class_labels_are_needed():
+    from torch import nn
+
+    import pyfastent.nn as pnn
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    x, y = torch.randn(20, 3), torch.randint(0, 2, (20,)).float()
+    with pytest.raises(ValueError, match=r"^y must be integer class labels of shape \(N,\), got float32"):
+        pnn.layer_sweep(net, x, y)
+    with pytest.raises(ValueError, match=r"^y_probe must be integer class labels"):
+        pnn.InformationPlane(net, x, y)
+    with pytest.raises(ValueError, match=r"^labels must be integer class labels"):
+        pnn.feature_map_pid(torch.rand(20, 3, 2, 2), y)
+    with pytest.raises(ValueError, match=r"^y must be integer class labels of shape \(N,\), got int64 of shape \(20, 2\)"):
+        pnn.layer_sweep(net, x, torch.randint(0, 2, (20, 2)))
+
+
+def test_binary_te_needs_binary_series():
+    import pyfastent.nn as pnn
+
+    bits = torch.rand(50, 3) > 0.5
+    with pytest.raises(ValueError, match=r"^source must hold binary states"):
+        pnn.pairwise_te(torch.rand(50, 2), bits)
+    with pytest.raises(ValueError, match=r"^target must hold binary states"):
+        pnn.pairwise_te(bits, torch.randint(0, 3, (50, 2)))
+    as_ints = pnn.pairwise_te(bits.long(), bits[:, :2].long())
+    torch.testing.assert_close(as_ints, pnn.pairwise_te(bits, bits[:, :2]))
+
+
+def test_masked_sparse_meta_and_datetime_inputs():
+    masked = np.ma.masked_array(np.random.rand(10, 2), mask=np.zeros((10, 2), dtype=bool))
+    masked.mask[3, 1] = True
+    with pytest.raises(ValueError, match=r"^x is a masked array with 1 masked entries"):
+        pf.Renyi().entropy(masked)
+    unmasked = np.ma.masked_array(masked.data, mask=False)
+    assert pf.Renyi().entropy(unmasked) == pytest.approx(pf.Renyi().entropy(masked.data), abs=1e-12)
+    with pytest.raises(ValueError, match=r"^x is a sparse tensor"):
+        pf.Renyi().entropy(torch.eye(5).to_sparse())
+    with pytest.raises(ValueError, match=r"^y is a 'meta' tensor"):
+        pf.mutual_information(X, torch.empty(20, 3, device="meta"))
+    with pytest.raises(ValueError, match=r"^x must hold numbers, got a NumPy array of dtype datetime64"):
+        pf.LogDet().entropy(np.arange(10).astype("datetime64[D]").reshape(5, 2))
+    with pytest.raises(ValueError, match=r"^x must hold numbers, got a NumPy array of dtype timedelta64"):
+        pf.Renyi().entropy(np.arange(10).astype("timedelta64[s]").reshape(5, 2))
+
+
+@pytest.mark.parametrize("scale,dtype", [(1e19, torch.float32), (1e30, torch.float32), (1e150, torch.float64)])
+def test_huge_values_give_the_right_gram_matrix(scale, dtype):
+    # The kNN width scales with the data, so the normalized Gram matrix does not change.
+    x = torch.randn(40, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    want = pf.gram(x)
+    got = pf.gram((x * scale).to(dtype))
+    assert bool(torch.isfinite(got).all())
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-8)
+    assert pf.Renyi().entropy((x * scale).to(dtype)) == pytest.approx(pf.Renyi().entropy(x), abs=1e-4)
+    lin = pf.gram((x * scale).to(dtype), kernel="linear")
+    torch.testing.assert_close(lin.double(), pf.gram(x, kernel="linear"), rtol=1e-5, atol=1e-8)
+
+
+def test_huge_values_in_alpha2_and_integers():
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(60, 3, generator=g), torch.randint(0, 3, (60,), generator=g)
+    want = pf.ops.alpha2_entropies(x.double(), y, 1.5)
+    got = pf.ops.alpha2_entropies(x * 1e20, y, 1.5e20)
+    assert got == pytest.approx(want, abs=1e-5)
+    ints = (torch.randn(30, 2, 2, generator=g, dtype=torch.float64) * 1e18).long()  # continuous: 3-D
+    assert pf.Renyi().entropy(ints) == pytest.approx(pf.Renyi().entropy(ints.double() / 1e18), abs=1e-4)
+
+
+def test_values_that_overflow_float64_are_a_clear_error():
+    x = torch.randn(20, 3, dtype=torch.float64) * 1e200
+    with pytest.raises(ValueError, match=r"^x has values so large .* overflow even float64; rescale"):
+        pf.Renyi().entropy(x)
+    with pytest.raises(ValueError, match=r"overflows float64 .* rescale the data"):
+        pf.LogDet(beta=1.0).entropy(x)

@@ -70,3 +70,40 @@ def test_labels_enter_as_one_hot(rng):
     one_hot = torch.nn.functional.one_hot(labels).double()
     est = pf.LogDet(beta=3.0)
     assert est.entropy(labels) == pytest.approx(ref.logdet_bits(one_hot.numpy(), 3.0), rel=1e-12)
+
+
+def test_constant_column_of_inexact_values_is_exactly_zero():
+    # A mean of 36 copies of 0.1 is not exactly 0.1: the column's variance is
+    # round-off, which must not be blown up to unit variance.
+    c = torch.full((36, 1), 0.1, dtype=torch.float64)
+    y = torch.arange(36) % 3
+    est = pf.LogDet(beta=1.0, mode="correlation")
+    assert est.entropy(c) == 0.0
+    assert pf.mutual_information(c, y, estimator=est) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("d", [784, 3072])
+def test_float32_layers_are_factored_in_float64(d):
+    # The paper's information-plane β = 100·d: in float32, I + βC loses up to 0.38 bits.
+    g = torch.Generator().manual_seed(d)
+    n = 256
+    x = torch.rand(n, d, generator=g)  # float32, like a layer
+    est32, est64 = pf.LogDet(beta=100.0 * d), pf.LogDet(beta=100.0 * d)
+    assert est32.entropy(x) == pytest.approx(est64.entropy(x.double()), abs=1e-9)
+    assert est32.entropy(x) == pytest.approx(ref.logdet_bits(x.double().numpy(), 100.0 * d), rel=1e-11)
+
+
+def test_default_beta_is_the_papers_and_is_shared():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 12, generator=g, dtype=torch.float64)
+    t = torch.tanh(x @ torch.randn(12, 30, generator=g, dtype=torch.float64))
+    est = pf.LogDet()
+    assert est.beta is None and est.label == "logdet(b=paper,cov)"
+    mi_xt = pf.mutual_information(x, t, estimator=est)  # X prepared first: β = 100·12
+    assert est.beta == 1200.0 and est.label == "logdet(b=1200,cov)" and "1200" in repr(est)
+    assert mi_xt == pytest.approx(pf.mutual_information(x, t, estimator=pf.LogDet(beta=1200.0)), abs=1e-12)
+    # Later quantities keep that β, whatever the width of their first variable.
+    assert est.entropy(t) == pytest.approx(pf.LogDet(beta=1200.0).entropy(t), abs=1e-12)
+    assert pf.LogDet(beta="paper").label == "logdet(b=paper,cov)"
+    with pytest.raises(ValueError, match="^beta must be a positive number"):
+        pf.LogDet(beta="papers")

@@ -115,3 +115,23 @@ def test_marginal_entropy_of_a_prepared_variable_is_computed_once(monkeypatch, r
     for pt in layers:
         pf.mutual_information(px, pt, estimator=est)
     assert sorted(joints) == [1, 1, 1, 1, 2, 2, 2]  # H(X) once, H(T) and H(X,T) per layer
+
+
+@pytest.mark.parametrize("est", [pf.Renyi(alpha=1.01), pf.Renyi(alpha=2), pf.LogDet(beta=10.0)], ids=repr)
+def test_mutual_information_does_not_depend_on_argument_order(est, rng):
+    # Labels first used to cut float64 data to the label kernel's float32.
+    x = torch.randn(300, 5, generator=rng, dtype=torch.float64)
+    y = (x[:, 0] + 0.3 * torch.randn(300, generator=rng, dtype=torch.float64) > 0).long() + (x[:, 1] > 0).long()
+    assert pf.mutual_information(y, x, estimator=est) == pytest.approx(pf.mutual_information(x, y, estimator=est),
+                                                                        abs=1e-12)
+
+
+def test_joint_with_labels_matches_a_float64_reference(rng):
+    x = torch.randn(120, 3, generator=rng, dtype=torch.float64)
+    y = torch.randint(0, 4, (120,), generator=rng)
+    sigma = 1.3
+    a = ref.rbf_gram(x.numpy(), sigma)
+    ky = (y.numpy()[:, None] == y.numpy()[None, :]).astype(np.float64)
+    want = ref.renyi_bits(a, 1.01) + ref.renyi_bits(ky, 1.01) - ref.renyi_bits(a * ky, 1.01)
+    est = pf.Renyi(alpha=1.01, sigma=sigma)
+    assert pf.mutual_information(y, x, estimator=est) == pytest.approx(want, abs=1e-10)

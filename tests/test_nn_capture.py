@@ -70,7 +70,7 @@ def test_sweep_values_equal_direct_estimator_calls():
     acts = pnn.capture(net, x)
     assert [r["layer"] for r in result.rows] == list(acts) * 2
     for r in result.rows:
-        est = renyi if r["estimator"].startswith("Renyi") else logdet
+        est = renyi if r["estimator"] == renyi.label else logdet
         t = acts[r["layer"]]
         assert r["h_t"] == pytest.approx(est.entropy(t), abs=1e-9)
         assert r["i_xt"] == pytest.approx(pf.mutual_information(x, t, estimator=est), abs=1e-9)
@@ -102,7 +102,10 @@ def test_dpi_check_flags_a_constructed_violation(tmp_path):
     x = torch.randn(60, 4, dtype=torch.float64)
     net = Leaky().double()
     result = pnn.layer_sweep(net, x, (x[:, 0] > 0).long(), estimators=(pf.LogDet(),), layers=["squash", "restore"])
-    (v,) = [v for v in result.dpi_violations if v["quantity"] == "i_xt"]
+    # The graph shows that restore is not computed from squash alone: no pair, no violation.
+    assert result.dpi_method == "torch.fx graph" and result.dpi_pairs == [] and result.dpi_violations == []
+    # Assuming a chain instead flags the rise.
+    (v,) = [v for v in pnn.dpi_violations(result.rows) if v["quantity"] == "i_xt"]
     assert (v["earlier"], v["later"]) == ("squash", "restore")
     rows = {r["layer"]: r for r in result.rows}
     assert v["size"] == pytest.approx(rows["restore"]["i_xt"] - rows["squash"]["i_xt"], abs=1e-12)
@@ -150,3 +153,97 @@ def test_bad_arguments_of_the_analysis_functions():
         pnn.layer_transfer_entropy({"a": x})
     with pytest.raises(ValueError, match=r"^layers entries must be module names or types"):
         pnn.capture(small_net(), x, layers=[3])
+
+
+class BnThenInplaceRelu(nn.Module):
+    """The torchvision ResNet stem's pattern: a batch norm whose output an
+    in-place ReLU overwrites."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(5, 8)
+        self.bn1 = nn.BatchNorm1d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.out(self.relu(self.bn1(self.fc(x))))
+
+
+def test_capture_records_the_output_before_later_in_place_ops():
+    torch.manual_seed(3)
+    net = BnThenInplaceRelu().double().eval()
+    x = torch.randn(64, 5, dtype=torch.float64)
+    truth = net.bn1(net.fc(x)).detach()
+    acts = pnn.capture(net, x, layers=["bn1", "relu"])
+    assert float(acts["bn1"].min()) < 0
+    torch.testing.assert_close(acts["bn1"], truth)
+    torch.testing.assert_close(acts["relu"], torch.relu(truth))
+
+
+def test_sweep_measures_the_layer_not_what_an_in_place_op_left():
+    torch.manual_seed(4)
+    net = BnThenInplaceRelu().double().eval()
+    x = torch.randn(64, 5, dtype=torch.float64)
+    y = torch.randint(0, 2, (64,))
+    truth = net.bn1(net.fc(x)).detach()
+    est = pf.LogDet(beta=50.0)
+    rows = {r["layer"]: r for r in pnn.layer_sweep(net, x, y, estimators=(est,), layers=["bn1", "relu"]).rows}
+    assert rows["bn1"]["i_xt"] == pytest.approx(pf.mutual_information(x, truth, estimator=est), abs=1e-10)
+    assert rows["bn1"]["i_xt"] != pytest.approx(rows["relu"]["i_xt"], abs=1e-3)
+
+
+def test_dpi_pairs_follow_the_graph_of_a_residual_block():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Linear(4, 6)
+            self.conv1 = nn.Linear(6, 6)
+            self.bn1 = nn.BatchNorm1d(6)
+            self.conv2 = nn.Linear(6, 6)
+            self.relu = nn.ReLU()
+            self.head = nn.Linear(6, 2)
+
+        def forward(self, x):
+            s = self.stem(x)
+            return self.head(self.relu(self.conv2(self.bn1(self.conv1(s))) + s))
+
+    pairs, how = pnn.dpi_pairs(Block(), ["stem", "conv1", "bn1", "conv2", "relu", "head"])
+    assert how == "torch.fx graph"
+    # relu sees conv2's output and the skip from stem: it is paired with stem, not conv2.
+    assert pairs == [("stem", "conv1"), ("conv1", "bn1"), ("bn1", "conv2"), ("stem", "relu"), ("relu", "head")]
+
+
+def test_dpi_pairs_of_reused_modules_and_untraceable_models():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.f(self.f(x))
+
+    assert pnn.dpi_pairs(Twice(), ["f", "f#2"]) == ([("f", "f#2")], "torch.fx graph")
+
+    class Dynamic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 3)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.b(h) if float(h.sum()) > 0 else h  # data-dependent control flow
+
+    pairs, how = pnn.dpi_pairs(Dynamic(), ["a", "b"])
+    assert pairs == [("a", "b")] and how.startswith("assumed chain (torch.fx cannot trace Dynamic")
+
+
+def test_dpi_tolerance_is_the_estimators_round_off():
+    rows = [{"estimator": "e", "layer": str(i), "i_xt": v, "i_ty": 0.0} for i, v in enumerate([3.0, 3.0 + 4e-9, 2.0])]
+    est = pf.Renyi()
+    assert pnn.dpi_violations(rows, {"e": est.dpi_slack}) == []
+    (v,) = pnn.dpi_violations(rows)  # no slack at all
+    assert v["size"] == pytest.approx(4e-9, rel=1e-6) and v["tolerance"] == 0.0
+    rows[1]["i_xt"] = 3.0 + 2e-4  # above 1e-4 bits, Rényi's float32 accuracy target
+    (v,) = pnn.dpi_violations(rows, {"e": est.dpi_slack})
+    assert v["tolerance"] == pytest.approx(1e-4)

@@ -1,4 +1,6 @@
 """Partial information decomposition (DESIGN.md 3.4)."""
+import math
+
 import pytest
 import torch
 
@@ -62,3 +64,18 @@ def test_grouped_sources(rng):
     y = x[:, 0] ^ x[:, 1]
     r = pf.pid(y, [(x[:, 0], x[:, 2]), (x[:, 1], x[:, 3])], estimator=pf.Discrete())
     assert r.mutual_information == pytest.approx(pf.mutual_information(y, x, estimator=pf.Discrete()), abs=1e-12)
+
+
+def test_pid_over_many_feature_maps():
+    # 17 or more trace-normalized float32 factors used to underflow to a zero matrix.
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(449, 64, 4, 4, generator=g)
+    labels = torch.randint(0, 10, (449,), generator=g)
+    import pyfastent.nn as pnn
+
+    est = pf.Renyi(sigma=6.0)
+    rows = pnn.feature_map_pid(maps, labels, estimator=est, counts=[16, 17, 32, 64])
+    h_labels = est.entropy(labels)
+    for r in rows:
+        assert all(math.isfinite(r[k]) for k in ("mutual_information", "redundancy", "synergy"))
+        assert 0 < r["mutual_information"] <= h_labels + 1e-9  # S(Y, T) ≥ S(T)

@@ -13,6 +13,7 @@ import reference as ref
 ALPHAS = [0.5, 1.0, 1.01, 2.0, 3.0]
 
 
+@pytest.mark.filterwarnings("ignore::pyfastent.SaturationWarning")  # log N is the point
 @pytest.mark.parametrize("alpha", ALPHAS)
 @pytest.mark.parametrize("n", [2, 17, 256])
 def test_identity_kernel_gives_log_n(alpha, n, device):
@@ -62,6 +63,7 @@ def test_mi_at_alpha_one_equals_plugin_shannon_mi(rng, device):
     assert pf.mutual_information(x, y, estimator=pf.Discrete()) == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::pyfastent.SaturationWarning")
 def test_hadamard_of_channel_grams_equals_weighted_concatenation(rng, device):
     x = torch.randn(60, 5, 3, 4, generator=rng, dtype=torch.float64).to(device)
     x[:, 1] *= 4.0  # channels on different scales get different widths
@@ -90,9 +92,61 @@ def test_gram_has_unit_trace_and_matches_reference(rng):
     np.testing.assert_allclose(lin.numpy(), (xn @ xn.T).numpy() / 40, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.filterwarnings("ignore::pyfastent.SaturationWarning")  # a near-identity Gram on purpose
 def test_matrix_values_bounded_by_log_n(rng):
     x = torch.randn(64, 3, generator=rng)
     t = torch.randn(64, 8, generator=rng)
     est = pf.Renyi(alpha=1.01, sigma=Fixed(0.05))  # a tiny width: near-identity Gram
     assert est.entropy(x) <= math.log2(64) + 1e-9
     assert pf.mutual_information(x, t, estimator=est) <= math.log2(64) + 1e-9
+
+
+def near_one_reference(lam, alpha):
+    """S_α in bits from the cumulant expansion around α = 1 of log Σλ^α:
+    S_α = S_1 − (α−1)/2·Var_λ(log λ) + O((α−1)²), with S_1 = −E_λ[log λ]."""
+    lam = lam[lam > 0] / lam[lam > 0].sum()
+    log_lam = np.log(lam)
+    mean = (lam * log_lam).sum()
+    var = (lam * (log_lam - mean) ** 2).sum()
+    return float((-mean - (alpha - 1) / 2 * var) / math.log(2))
+
+
+@pytest.mark.parametrize("delta", [1e-16, 1e-12, 1e-10, 1e-7, -1e-7, -1e-10, -1e-12, -1e-16])
+def test_alpha_near_one_tends_to_the_von_neumann_entropy(delta, rng):
+    x = torch.randn(30, 2, generator=rng, dtype=torch.float64)
+    a = pf.gram(x, sigma=0.8)
+    lam = np.linalg.eigvalsh(a.numpy())
+    lam = np.where(lam > 30 * np.finfo(np.float64).eps * lam.max(), lam, 0.0)
+    got = pf.renyi_entropy_from_gram(a, 1.0 + delta)
+    assert got == pytest.approx(near_one_reference(lam, 1.0 + delta), abs=1e-11)
+    assert got <= math.log2(30)
+
+
+def test_alpha_near_one_is_continuous_across_one(rng):
+    a = pf.gram(torch.randn(50, 3, generator=rng, dtype=torch.float64), sigma=1.0)
+    values = [pf.renyi_entropy_from_gram(a, alpha) for alpha in (1 - 1e-4, 1 - 1e-9, 1.0, 1 + 1e-9, 1 + 1e-4)]
+    assert values == sorted(values, reverse=True)  # S_α decreases in α
+    assert max(values) - min(values) < 1e-3 and abs(values[1] - values[3]) < 1e-8
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.01, 1.5, 2.0, 3.0])
+def test_every_alpha_still_matches_the_reference(alpha, rng):
+    a = pf.gram(torch.randn(40, 3, generator=rng, dtype=torch.float64), sigma=0.7)
+    assert pf.renyi_entropy_from_gram(a, alpha) == pytest.approx(ref.renyi_bits(a.numpy(), alpha), abs=1e-10)
+
+
+def test_many_variables_join_without_underflow():
+    # 64 float32 copies of x: the Hadamard product of their RBF Gram matrices
+    # at σ is the Gram matrix at σ/8. The plain product of 64 trace-normalized
+    # matrices (diagonal 1/N) underflows float32.
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(449, 3, generator=g)
+    est = pf.Renyi(alpha=1.01, sigma=6.0)
+    joint = est.entropy(*[x] * 64)
+    assert joint == pytest.approx(pf.Renyi(alpha=1.01, sigma=6.0 / 8).entropy(x.double()), abs=1e-4)
+    # 20 different variables at N = 1000, against a float64 log-domain reference.
+    g = torch.Generator().manual_seed(6)
+    xs = [torch.randn(1000, 2, generator=g) for _ in range(20)]
+    sq = sum(((v.double()[:, None, :] - v.double()[None, :, :]) ** 2).sum(-1) for v in xs)
+    reference = ref.renyi_bits(np.exp(-sq.numpy() / (2 * 9.0**2)), 1.01)
+    assert pf.Renyi(alpha=1.01, sigma=9.0).entropy(*xs) == pytest.approx(reference, abs=1e-4)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from pyfastent.estimators.base import Estimator
+from pyfastent.estimators.base import Estimator, _base_suffix
 from pyfastent.variable import require_discrete, row_codes
 
 
@@ -26,8 +26,17 @@ class Discrete(Estimator):
     def __repr__(self):
         return f"Discrete(base={self.base})"
 
+    @property
+    def label(self) -> str:
+        suffix = _base_suffix(self.base)
+        return f"discrete({suffix[1:]})" if suffix else "discrete"
+
     def _prepare(self, var, obs, name):
         return row_codes(require_discrete(obs, name))  # [N]
+
+    def _saturation_advice(self, payloads):
+        return ("Nearly every sample is a distinct state, so the plug-in estimate has nothing to count: "
+                "use fewer or coarser variables, or more samples.")
 
     def _joint_nats(self, payloads):
         codes = row_codes(torch.stack(payloads, dim=1)) if len(payloads) > 1 else payloads[0]

@@ -5,20 +5,19 @@ Entropy Estimator" (2021).
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import torch
 
 from pyfastent import _checks
-from pyfastent.estimators.base import Estimator
+from pyfastent.estimators.base import Estimator, _base_suffix
 from pyfastent.ops.logdet import MODES, centred_gram, spd_logdet
 from pyfastent.variable import row_codes
 
 
 @dataclass(eq=False)
 class Features:
-    """A prepared LogDet variable: its features [N, d] as given (discrete
+    """A prepared LogDet variable: its features [N, d] in float64 (discrete
     ones one-hot). Centring (and standardization) happens inside each joint's
     construction, on load in the CUDA kernel; the N×N Gram XcXcᵀ that wide
     joints need is computed on first use and kept."""
@@ -33,6 +32,9 @@ class Features:
         return self._gram
 
 
+PAPER_BETA_PER_COLUMN = 100.0
+
+
 class LogDet(Estimator):
     """LogDet entropy of continuous variables.
 
@@ -41,41 +43,63 @@ class LogDet(Estimator):
     (``mode="correlation"``). The joint entropy of several variables uses
     their concatenated columns; I(X;Y) = H(X) + H(Y) − H(X,Y) with the same β.
     By Sylvester's identity the smaller of the d×d and N×N matrices is
-    factored, by Cholesky.
+    factored, by Cholesky, always in float64 (the reference code's choice:
+    at β = 100·d a float32 factorization is off by up to 0.38 bits).
 
     Args:
-        beta: β > 0. The paper uses β = 1 for synthetic checks and
-            β = 100·d_input for information planes.
+        beta: β > 0, or ``"paper"`` (the default): β = 100·d, d the number
+            of columns of the first variable this estimator prepares (the
+            input X in ``layer_sweep``, ``InformationPlane``, the command
+            line, or ``mutual_information(x, ...)``), the setting of the
+            paper's information planes. It is then fixed for the estimator's
+            lifetime, so every quantity it computes shares one β; the repr
+            and ``label`` show it. Pass a number (the paper uses 1 for
+            synthetic checks) to fix it yourself.
         mode: ``"cov"`` or ``"correlation"``.
         base: logarithm base of the results (2: bits; the paper uses nats).
 
     Discrete variables (integer/bool, shape (N,) or (N, k)) enter as one-hot
-    indicator columns. In correlation mode a constant column has no
-    correlation with anything: it is kept as a zero column and adds nothing.
+    indicator columns. In correlation mode a constant column (all values
+    equal) has no correlation with anything: it becomes a zero column and
+    adds nothing.
     """
 
-    def __init__(self, beta: float = 1.0, mode: str = "cov", base: float = 2):
+    def __init__(self, beta="paper", mode: str = "cov", base: float = 2):
         super().__init__(base)
-        self.beta = _checks.positive_number("beta", beta)
+        self.beta = None if isinstance(beta, str) and beta == "paper" else _checks.positive_number("beta", beta)
         self.mode = _checks.choice("mode", mode, MODES)
 
     def __repr__(self):
-        return f"LogDet(beta={self.beta}, mode={self.mode!r}, base={self.base})"
+        beta = "'paper'" if self.beta is None else self.beta
+        return f"LogDet(beta={beta}, mode={self.mode!r}, base={self.base})"
+
+    @property
+    def label(self) -> str:
+        beta = "paper" if self.beta is None else f"{self.beta:g}"
+        return f"logdet(b={beta},{self.mode}{_base_suffix(self.base)})"
+
+    def dpi_slack(self, value):
+        """1e-9 relative: float64 Cholesky of I + β·C, whose eigenvalues are ≥ 1."""
+        return 1e-9 * max(1.0, abs(value))
 
     def _prepare(self, var, obs, name):
         x = _one_hot(obs.values) if obs.discrete else obs.values.reshape(obs.n, -1)
+        x = x.double()
+        if self.beta is None:
+            self.beta = PAPER_BETA_PER_COLUMN * x.shape[1]
         return Features(x, self.mode)
 
     def _joint_nats(self, payloads):
         n = payloads[0].x.shape[0]
-        dtype = functools.reduce(torch.promote_types, [p.x.dtype for p in payloads])
         d = sum(p.x.shape[1] for p in payloads)
         if d <= n:
-            x = torch.cat([p.x.to(dtype) for p in payloads], dim=1)  # [N, d]
+            x = torch.cat([p.x for p in payloads], dim=1)  # [N, d]
             m = centred_gram(x[None], self.mode, self.beta / n, columns=True)[0]  # [d, d]
         else:
-            m = sum(p.gram().to(dtype) for p in payloads) * (self.beta / n)  # [N, N], Sylvester side
+            m = sum(p.gram() for p in payloads) * (self.beta / n)  # [N, N], Sylvester side
         m.diagonal().add_(1.0)
+        if not _checks.all_finite(m):
+            raise ValueError(f"I + beta*C overflows float64 (beta = {self.beta:g}): rescale the data or lower beta")
         return 0.5 * float(spd_logdet(m[None], what="I + beta*C")[0])
 
 

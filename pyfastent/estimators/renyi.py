@@ -9,12 +9,13 @@ Exploration" (TNNLS 2020).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from pyfastent import _checks, ops
-from pyfastent.estimators.base import Estimator
+from pyfastent.estimators.base import Estimator, _base_suffix
 from pyfastent.ops import _torch_spectrum
 from pyfastent.ops.kernels import _hadamard_normalized
 from pyfastent.variable import KERNELS
@@ -66,10 +67,29 @@ class Renyi(Estimator):
     def __repr__(self):
         return f"Renyi(alpha={self.alpha}, sigma={self.sigma!r}, kernel={self.kernel!r}, base={self.base})"
 
+    @property
+    def label(self) -> str:
+        width = self.sigma.label if self.kernel == "rbf" else self.kernel
+        return f"renyi(a={self.alpha:g},{width}{_base_suffix(self.base)})"
+
     def _prepare(self, var, obs, name):
         kernel = ops.resolve_kernel(var, obs.discrete, self.kernel)
         matrix, sigma = ops.normalized_gram(obs, kernel, var.sigma or self.sigma, name)
         return GramPayload(matrix, sigma)
+
+    def dpi_slack(self, value):
+        """1e-4 bits: DESIGN.md's accuracy target for float32 activations
+        (their Gram matrices are float32; spectra are float64)."""
+        return 1e-4 * math.log(2.0) / self._ln_base
+
+    def _saturation_advice(self, payloads):
+        sigmas = [s for p in payloads for s in p.sigma]
+        if not sigmas:
+            return "The variables take (nearly) N distinct values: their delta kernels cannot tell samples apart."
+        shown = ", ".join(f"{s:.3g}" for s in sigmas[:8]) + (", …" if len(sigmas) > 8 else "")
+        return (f"The Gram matrix is close to the identity: its RBF widths (σ = {shown}) are far below the "
+                "distances between samples. Use a wider kernel: a number on the scale of the data's distances, "
+                "sigma='silverman', or fewer dimensions.")
 
     def _joint_nats(self, payloads):
         mats = [p.matrix for p in payloads]

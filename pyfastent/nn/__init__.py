@@ -3,7 +3,8 @@ transfer entropy."""
 from pyfastent.nn.capture import capture, select_layers
 from pyfastent.nn.pid import feature_map_pid
 from pyfastent.nn.plane import InformationPlane, LayerTE
-from pyfastent.nn.sweep import SweepResult, dpi_violations, layer_sweep
+from pyfastent.nn.graph import dpi_pairs
+from pyfastent.nn.sweep import SweepResult, default_estimators, dpi_violations, layer_sweep
 from pyfastent.nn.table import PlaneTable
 from pyfastent.nn.transfer import continuous_layer_transfer_entropy, layer_transfer_entropy, pairwise_te
 
@@ -14,6 +15,8 @@ __all__ = [
     "SweepResult",
     "capture",
     "continuous_layer_transfer_entropy",
+    "default_estimators",
+    "dpi_pairs",
     "dpi_violations",
     "feature_map_pid",
     "layer_sweep",

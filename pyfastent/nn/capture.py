@@ -48,7 +48,9 @@ def select_layers(model: nn.Module, layers=None) -> list[str]:
 def run_hooked(model: nn.Module, inputs, names: list[str], sink: Callable[[str, torch.Tensor], None],
                required: tuple = ()) -> list[str]:
     """One forward pass under ``no_grad``; ``sink(name, activation)`` gets
-    each selected module's detached output as soon as it is computed.
+    a copy of each selected module's output as soon as it is computed: a
+    later in-place op (``ReLU(inplace=True)`` after a batch norm, a residual
+    ``+=``) changes the module's output tensor, never what was recorded.
 
     A module called k > 1 times reports its outputs as ``name``,
     ``name#2``, …, ``name#k``. Tuple outputs report their first tensor.
@@ -69,7 +71,7 @@ def run_hooked(model: nn.Module, inputs, names: list[str], sink: Callable[[str, 
             calls[name] = calls.get(name, 0) + 1
             key = name if calls[name] == 1 else f"{name}#{calls[name]}"
             fired.append(key)
-            sink(key, out.detach())
+            sink(key, out.detach().clone())
 
         return hook
 
@@ -97,8 +99,8 @@ def capture(model: nn.Module, inputs, layers=None) -> "OrderedDict[str, torch.Te
             and must run, else a ValueError names them.
 
     Returns:
-        Ordered mapping of layer name to its detached output (on the model's
-        device), in the order the layers ran.
+        Ordered mapping of layer name to a copy of its output as the layer
+        produced it (on the model's device), in the order the layers ran.
     """
     names = select_layers(model, layers)
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()

@@ -37,7 +37,7 @@ def feature_map_pid(activation, labels, estimator=None, counts=None, groups=None
     counts = list(range(2, len(groups) + 1)) if counts is None else list(counts)
     if not counts or any(not isinstance(k, int) or k < 2 or k > len(groups) for k in counts):
         raise ValueError(f"counts must hold integers between 2 and {len(groups)} (the number of sources), got {counts!r}")
-    target = est.prepare(labels, "labels")
+    target = est.prepare(_checks.labels("labels", labels), "labels")
     sources = [est.prepare(act[:, g].reshape(act.shape[0], -1), f"groups[{i}]") for i, g in enumerate(groups)]
     rows = []
     for k in counts:

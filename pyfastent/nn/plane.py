@@ -1,7 +1,6 @@
 """Information-plane tracking during training (DESIGN.md 3.6)."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -9,20 +8,15 @@ from torch import nn
 
 import pyfastent
 from pyfastent import _checks
-from pyfastent.estimators import LogDet, Renyi
+from pyfastent.estimators import Renyi
 from pyfastent.nn.capture import select_layers
-from pyfastent.nn.sweep import estimator_label, layer_variable, measure_layers
+from pyfastent.nn.sweep import default_estimators, layer_variable, measure_layers
 from pyfastent.nn.table import PlaneTable
 from pyfastent.nn.transfer import TrainingSeries, binarized, sampled_te
 from pyfastent.variable import Variable
 from pyfastent.widths import Smoothed
 
 INPUT = "input"
-
-
-def units(base) -> str:
-    """'bits', 'nats' or 'log base b' for an estimator's base."""
-    return {2.0: "bits", math.e: "nats"}.get(float(base), f"log base {base:g}")
 
 
 @dataclass(frozen=True)
@@ -75,8 +69,9 @@ class InformationPlane:
         model: the network.
         x_probe: (N, ...) fixed probe inputs.
         y_probe: (N,) integer probe labels.
-        estimators: default ``(Renyi(), LogDet(beta=100·d_input))``, the
-            LogDet paper's information-plane β.
+        estimators: default ``default_estimators(x_probe)``: ``Renyi()`` and
+            ``LogDet`` with β = 100·d_input, the LogDet paper's
+            information-plane β.
         layers: which layers (see ``pyfastent.nn.capture``).
         every: measure on every ``every``-th call of ``step``.
         channels: conv maps per channel (Hadamard) instead of tensor kernel.
@@ -88,12 +83,12 @@ class InformationPlane:
     def __init__(self, model: nn.Module, x_probe, y_probe, estimators=None, layers=None, every: int = 1,
                  channels: bool = False, sigma_smoothing: float | None = None, transfer_entropy=None):
         self.model = model
+        y_probe = _checks.labels("y_probe", y_probe)
         n_x, n_y = len(x_probe), len(y_probe)
         if n_x != n_y:
             raise ValueError(f"y_probe has {n_y} samples but x_probe has {n_x}")
         self.x_probe, self.y_probe = x_probe, y_probe
-        d_input = int(torch.as_tensor(x_probe[0]).numel())
-        self.estimators = tuple(estimators) if estimators is not None else (Renyi(), LogDet(beta=100.0 * d_input))
+        self.estimators = tuple(estimators) if estimators is not None else default_estimators(x_probe)
         self.layers = layers
         self.names = select_layers(model, layers)
         self.every = _checks.positive_int("every", every)
@@ -118,8 +113,9 @@ class InformationPlane:
             "model": type(self.model).__name__,
             "probe_size": n_probe,
             "layers": self.names,
-            "estimators": [estimator_label(e) for e in self.estimators],
-            "units": {estimator_label(e): units(e.base) for e in self.estimators},
+            "estimators": [e.label for e in self.estimators],
+            "estimator_reprs": {e.label: repr(e) for e in self.estimators},
+            "units": {e.label: e.units for e in self.estimators},
             "every": self.every,
             "channels": self.channels,
             "sigma_smoothing": self.sigma_smoothing,
@@ -195,7 +191,7 @@ class InformationPlane:
                 sigma = getattr(p.payload, "sigma", ())
                 if len(sigma) == 1:
                     self._sigma[(i, name)] = sigma[0]
-                    self._add(base, name, estimator_label(self.estimators[i]), "sigma", sigma[0], metrics)
+                    self._add(base, name, self.estimators[i].label, "sigma", sigma[0], metrics)
 
     def _record_te(self, base, metrics):
         series = self._series.series()

@@ -9,9 +9,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pyfastent import _checks
 from pyfastent.estimators import Estimator, LogDet, Renyi
+from pyfastent.estimators.logdet import PAPER_BETA_PER_COLUMN
 from pyfastent.measures import mutual_information
 from pyfastent.nn.capture import _named, run_hooked, select_layers
+from pyfastent.nn.graph import dpi_pairs
 from pyfastent.variable import Variable
 
 COLUMNS = ("layer", "estimator", "h_t", "i_xt", "i_ty")
@@ -22,15 +25,24 @@ class SweepResult:
     """Per-layer information quantities of one sweep.
 
     Attributes:
-        rows: dicts with ``layer``, ``estimator``, ``h_t``, ``i_xt``,
-            ``i_ty`` (in the estimator's base), in forward order per estimator.
+        rows: dicts with ``layer``, ``estimator`` (its ``label``), ``h_t``,
+            ``i_xt``, ``i_ty`` (in the estimator's units), in forward order
+            per estimator.
         dpi_violations: dicts with ``estimator``, ``quantity`` (``"i_xt"`` or
-            ``"i_ty"``), ``earlier``, ``later`` (layer names) and ``size``
-            (how much the later layer exceeds the earlier one).
+            ``"i_ty"``), ``earlier``, ``later`` (layer names), ``size`` (how
+            much the later layer exceeds the earlier one) and ``tolerance``.
+        dpi_pairs: the (earlier, later) layer pairs checked: those where the
+            later layer is computed from the earlier one alone.
+        dpi_method: how the pairs were found (``"torch.fx graph"``, or
+            ``"assumed chain (...)"`` with the reason).
+        units: estimator label -> ``"bits"``, ``"nats"``, ...
     """
 
     rows: list = field(default_factory=list)
     dpi_violations: list = field(default_factory=list)
+    dpi_pairs: list = field(default_factory=list)
+    dpi_method: str = ""
+    units: dict = field(default_factory=dict)
 
     def to_csv(self, path) -> Path:
         """Write ``rows`` as CSV; returns the path."""
@@ -42,27 +54,49 @@ class SweepResult:
         return path
 
 
-def dpi_violations(rows: list, tolerance: float = 0.0) -> list:
-    """Data processing inequality check along each estimator's layer order.
+def dpi_violations(rows: list, tolerance=None, pairs=None) -> list:
+    """Data processing inequality check of I(X;T) and I(T;Y) over layer pairs.
 
-    For a feed-forward chain X → T_1 → T_2 → …, I(X;T_l) and I(T_l;Y) must
-    not increase with l. Every consecutive pair where the later layer exceeds
-    the earlier one by more than ``tolerance`` is reported.
+    Args:
+        rows: wide rows (``layer``, ``estimator``, ``i_xt``, ``i_ty``).
+        tolerance: slack before a rise counts, in the rows' units: a number,
+            a mapping estimator label -> callable(value) -> slack, or
+            ``None`` for each estimator's ``dpi_slack`` (see ``Estimator``);
+            ``None`` with no mapping means 0.
+        pairs: (earlier, later) layer pairs that must not increase (see
+            ``pyfastent.nn.graph.dpi_pairs``); ``None``: consecutive layers,
+            i.e. the layers are assumed to form a chain.
+
+    Returns:
+        dicts with ``estimator``, ``quantity``, ``earlier``, ``later``,
+        ``size`` and ``tolerance``, for every pair whose later value exceeds
+        the earlier one by more than the tolerance.
     """
     violations = []
     for est in dict.fromkeys(r["estimator"] for r in rows):
-        chain = [r for r in rows if r["estimator"] == est]
+        chain = {r["layer"]: r for r in rows if r["estimator"] == est}
+        order = list(chain)
+        checked = pairs if pairs is not None else list(zip(order[:-1], order[1:]))
+        slack = tolerance.get(est, lambda v: 0.0) if isinstance(tolerance, dict) else (
+            lambda v, t=float(tolerance or 0.0): t)
         for quantity in ("i_xt", "i_ty"):
-            for a, b in zip(chain[:-1], chain[1:]):
-                size = b[quantity] - a[quantity]
-                if size > tolerance:
-                    violations.append({"estimator": est, "quantity": quantity, "earlier": a["layer"],
-                                       "later": b["layer"], "size": size})
+            for earlier, later in checked:
+                if earlier not in chain or later not in chain:
+                    continue
+                before, after = chain[earlier][quantity], chain[later][quantity]
+                allowed = slack(before)
+                if after - before > allowed:
+                    violations.append({"estimator": est, "quantity": quantity, "earlier": earlier, "later": later,
+                                       "size": after - before, "tolerance": allowed})
     return violations
 
 
-def estimator_label(est: Estimator) -> str:
-    return repr(est)
+def default_estimators(x) -> tuple:
+    """``(Renyi(), LogDet(β = 100·d_input))``: the estimators of a sweep, a
+    tracker and the command line when none are given; β is the LogDet
+    estimator's default rule (``beta="paper"``) resolved for X."""
+    d_input = int(_checks.as_tensor("x", x)[0].numel())
+    return Renyi(), LogDet(beta=PAPER_BETA_PER_COLUMN * d_input)
 
 
 def layer_variable(activation: torch.Tensor, channels: bool) -> Variable:
@@ -98,7 +132,7 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable) -> tupl
             pt = prepared[name][i]
             rows.append({
                 "layer": name,
-                "estimator": estimator_label(est),
+                "estimator": est.label,
                 "h_t": est.joint_entropy([pt]),
                 "i_xt": mutual_information(px, pt, estimator=est),
                 "i_ty": mutual_information(pt, py, estimator=est),
@@ -107,7 +141,7 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable) -> tupl
 
 
 def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: bool = False,
-                dpi_tolerance: float = 0.0) -> SweepResult:
+                dpi_tolerance: float | None = None) -> SweepResult:
     """H(T), I(X;T) and I(T;Y) for every captured layer T and every estimator.
 
     Every Gram matrix or covariance is built once per call; the model runs
@@ -117,15 +151,24 @@ def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: 
         model: the network.
         x: the probe inputs (N, ...), passed to ``model(x)``; also the variable X.
         y: the probe labels (N,) (integer), the variable Y.
-        estimators: estimators to use; default ``(Renyi(), LogDet())``.
+        estimators: estimators to use; default ``default_estimators(x)``:
+            ``Renyi()`` and ``LogDet`` with β = 100·d_input.
         layers: which layers (see ``pyfastent.nn.capture``).
         channels: treat conv maps per channel (Yu et al. 2020) instead of
             with the tensor kernel (Wickstrøm et al. 2019); Rényi only.
-        dpi_tolerance: slack before a DPI violation is reported.
+        dpi_tolerance: slack before a DPI violation is reported, in the
+            estimators' units; ``None`` uses each estimator's round-off
+            slack (``Estimator.dpi_slack``).
 
     Returns:
-        ``SweepResult``.
+        ``SweepResult``. The DPI is checked on the layer pairs where one
+        layer is computed from the other alone (``pyfastent.nn.graph``).
     """
-    estimators = tuple(estimators) if estimators is not None else (Renyi(), LogDet())
-    rows, _ = measure_layers(model, x, y, estimators, layers, lambda i, name, act: layer_variable(act, channels))
-    return SweepResult(rows, dpi_violations(rows, dpi_tolerance))
+    y = _checks.labels("y", y)
+    estimators = tuple(estimators) if estimators is not None else default_estimators(x)
+    rows, prepared = measure_layers(model, x, y, estimators, layers,
+                                    lambda i, name, act: layer_variable(act, channels))
+    pairs, how = dpi_pairs(model, list(prepared))
+    tolerance = dpi_tolerance if dpi_tolerance is not None else {e.label: e.dpi_slack for e in estimators}
+    return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how,
+                       {e.label: e.units for e in estimators})

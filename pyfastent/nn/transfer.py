@@ -34,14 +34,15 @@ def pairwise_te(source: torch.Tensor, target: torch.Tensor, lag: int = 1) -> tor
     """Plug-in TE in bits from every source neuron to every target neuron.
 
     Args:
-        source: (T, n_s) bool series, time on axis 0.
-        target: (T, n_t) bool series.
+        source: (T, n_s) binary series (bool, or integers 0/1), time on axis 0.
+        target: (T, n_t) binary series.
         lag: source-target delay ≥ 1.
 
     Returns:
         (n_t, n_s) float64 matrix.
     """
     lag = _checks.positive_int("lag", lag)
+    source, target = _checks.binary_series("source", source), _checks.binary_series("target", target)
     if source.shape[0] != target.shape[0]:
         raise ValueError(f"target has {target.shape[0]} time steps but source has {source.shape[0]}")
     start = lag - 1
@@ -155,7 +156,8 @@ class TrainingSeries:
 
     def add(self, name: str, batch: torch.Tensor) -> None:
         chunks = self._chunks.setdefault(name, deque())
-        chunks.append(batch.detach().reshape(batch.shape[0], -1).to("cpu", torch.float32))
+        # A copy: in-place ops later in the forward pass must not change the series.
+        chunks.append(batch.detach().reshape(batch.shape[0], -1).to("cpu", torch.float32, copy=True))
         while sum(c.shape[0] for c in chunks) - chunks[0].shape[0] >= self.window:
             chunks.popleft()
 

@@ -89,7 +89,7 @@ def renyi_entropy_from_gram(A, alpha: float, base: float = 2):
     if a.shape[-1] < 1 or a.numel() == 0:
         raise ValueError(f"A is empty (shape {tuple(a.shape)})")
     a = a if a.is_floating_point() else a.to(torch.float64)
-    if not bool(torch.isfinite(a).all()):
+    if not _checks.all_finite(a):
         raise ValueError("A contains non-finite values (NaN or inf)")
     scale = a.abs().amax()
     if not torch.allclose(a, a.mT, rtol=1e-5, atol=1e-6 * float(scale)):
@@ -97,6 +97,26 @@ def renyi_entropy_from_gram(A, alpha: float, base: float = 2):
     trace = a.diagonal(dim1=-2, dim2=-1).sum(-1)
     if not bool((trace > 0).all()):
         raise ValueError("A must have a positive trace (it is divided by it)")
-    nats = _torch_spectrum.renyi_nats(a, alpha)
+    nats = _psd_renyi_nats(a, alpha)
     bits = nats / ln_base
     return float(bits) if a.dim() == 2 else bits
+
+
+def _psd_renyi_nats(a: torch.Tensor, alpha: float) -> torch.Tensor:
+    """S_α of [..., N, N], after checking that every matrix is positive
+    semidefinite: an eigenvalue below −N·ε·tr(A) (ε of the input's dtype,
+    the round-off of its entries) is a ValueError, not a clipped spectrum."""
+    n = a.shape[-1]
+    slack = n * torch.finfo(a.dtype).eps * a.diagonal(dim1=-2, dim2=-1).sum(-1).double()  # [...]
+    a64 = a.to(torch.float64)
+    if alpha == 2.0:  # no spectrum needed for the value: Cholesky of A + slack·I tests PSD
+        shifted = a64 + slack[..., None, None] * torch.eye(n, dtype=torch.float64, device=a.device)
+        if bool((torch.linalg.cholesky_ex(shifted).info != 0).any()):
+            raise ValueError("A is not positive semidefinite (a Gram matrix must be); S_2 would be meaningless")
+        return _torch_spectrum.frobenius_renyi2_nats(a64)
+    eig = torch.linalg.eigvalsh(a64)  # [..., N]
+    smallest = eig.amin(dim=-1)
+    if bool((smallest < -slack).any()):
+        raise ValueError(f"A is not positive semidefinite: smallest eigenvalue {float(smallest.min()):.3g} "
+                         "(a Gram matrix has none below round-off)")
+    return _torch_spectrum.spectrum_renyi_nats(eig, alpha)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from pyfastent import _checks
 from pyfastent._memory import ensure_square_fits
 from pyfastent._native import resolve_backend
 from pyfastent.ops import _torch_gram
@@ -26,15 +27,17 @@ def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str,
 
     Returns:
         (A, sigmas): A is [N, N] with trace 1, float32 or float64 like the
-        data (discrete data: float32); sigmas is a tuple of the σ used (empty
-        for the linear and delta kernels).
+        data (float64 for float32 data so large that its squared distances
+        would overflow float32; discrete data: float32); sigmas is a tuple of
+        the σ used (empty for the linear and delta kernels).
     """
     values = obs.values
-    dtype = values.dtype if values.is_floating_point() else torch.float32
+    if kernel == "delta":
+        ensure_square_fits(obs.n, torch.float32, values.device, copies=2, what=f"the Gram matrix of {name}")
+        return _torch_gram.delta(row_codes(values), torch.float32) / obs.n, ()
+    dtype = _checks.overflow_safe_dtype(name, values.reshape(obs.n, -1), centred=kernel != "linear")
     # The distances, the kernel and its normalization each hold one N×N matrix.
     ensure_square_fits(obs.n, dtype, values.device, copies=3, what=f"the Gram matrix of {name}")
-    if kernel == "delta":
-        return _torch_gram.delta(row_codes(values), dtype) / obs.n, ()
     x = values.to(dtype)
     if resolve_backend(backend, [x], "gram") == "cuda":
         return _cuda_normalized_gram(x, kernel, rule, obs.n)

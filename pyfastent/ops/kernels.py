@@ -24,7 +24,7 @@ def _float_batch(name: str, x, dims: int) -> torch.Tensor:
         raise ValueError(f"{name} must be float32 or float64, got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
-    if not bool(torch.isfinite(t).all()):
+    if not _checks.all_finite(t):
         raise ValueError(f"{name} contains non-finite values (NaN or inf)")
     return t
 
@@ -161,13 +161,17 @@ def alpha2_entropies(x, y, sigma_x: float, sigma_y: float | None = None, base: f
     if yt.shape[0] != xt.shape[0]:
         raise ValueError(f"y has {yt.shape[0]} samples but x has {xt.shape[0]}")
     xt = xt.reshape(xt.shape[0], -1)
-    xt = xt if xt.dtype in (torch.float32, torch.float64) else xt.float()
     labels = _checks.is_discrete_dtype(yt)
     if labels and yt.dim() != 1:
         raise ValueError(f"y must be (N,) labels or float samples, got integer data of shape {tuple(yt.shape)}")
     sx = _checks.positive_number("sigma_x", sigma_x)
     sy = None if labels else _checks.positive_number("sigma_y", sigma_y)
-    yt = yt if labels else yt.reshape(yt.shape[0], -1).to(xt.dtype)
+    yt = yt if labels else yt.reshape(yt.shape[0], -1)
+    dtype = _checks.overflow_safe_dtype("x", xt, centred=True)
+    if not labels:
+        dtype = torch.promote_types(dtype, _checks.overflow_safe_dtype("y", yt, centred=True))
+        yt = yt.to(dtype)
+    xt = xt.to(dtype)
     n = xt.shape[0]
     if resolve_backend(backend, [xt, yt], "alpha2_entropies") == "cuda":
         from pyfastent.ops import _cuda_gram

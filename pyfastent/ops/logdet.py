@@ -42,13 +42,17 @@ def spd_logdet(m, backend: str = "auto", what: str = "matrices") -> torch.Tensor
 
 
 def standardization(x: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Column means [B, d] and, for ``"correlation"``, 1/std per column
-    (0 for constant columns, which then add nothing) of x [B, N, d]."""
+    """Column means [B, d] and, for ``"correlation"``, 1/std per column of
+    x [B, N, d]. A constant column (all values equal) gets scale 0 and then
+    adds nothing; its round-off variance (a mean of 0.1s is not exactly 0.1)
+    must not be blown up to unit variance."""
     mean = x.mean(dim=-2)
     if mode == "cov":
         return mean, None
+    varies = x.amax(dim=-2) > x.amin(dim=-2)
     std = x.var(dim=-2, unbiased=False).sqrt()
-    return mean, torch.where(std > 0, 1.0 / torch.where(std > 0, std, torch.ones_like(std)), torch.zeros_like(std))
+    return mean, torch.where(varies & (std > 0), 1.0 / torch.where(std > 0, std, torch.ones_like(std)),
+                             torch.zeros_like(std))
 
 
 def centred_gram(x: torch.Tensor, mode: str, coef: float, columns: bool, backend: str = "auto") -> torch.Tensor:
