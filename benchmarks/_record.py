@@ -97,11 +97,16 @@ def ratio_table(rows: list, size_keys: tuple) -> str:
     return "\n".join(lines)
 
 
+def gpu_environment_name() -> str:
+    """The GPU's name as a file-name part, e.g. ``NVIDIA_H100_80GB_HBM3``."""
+    return torch.cuda.get_device_name().replace(" ", "_")
+
+
 def write_gpu(name: str, rows: list, rate: float, table: str, folder) -> Path:
     """Print ``table`` and write the record of a GPU benchmark, named after the GPU."""
     print(table)
     record = {"benchmark": name, "environment": environment(), "fp32_flops": rate, "results": rows}
-    return write(f"{name}_{torch.cuda.get_device_name().replace(' ', '_')}", record, table, folder)
+    return write(f"{name}_{gpu_environment_name()}", record, table, folder)
 
 
 def gpu_setup(name: str, description: str):
