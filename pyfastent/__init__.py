@@ -19,9 +19,20 @@ from pyfastent.measures import (
 )
 from pyfastent.ops import gram, renyi_entropy_from_gram
 from pyfastent.variable import Variable
-from pyfastent import widths
 
 __version__ = "0.1.0"
+
+# Imported on first use (pyfastent.nn, pyfastent.plot, ...): `import pyfastent`
+# stays cheap and never pulls in matplotlib or scikit-learn.
+_SUBMODULES = ("nn", "plot", "models", "data", "ops", "widths")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"pyfastent.{name}")
+    raise AttributeError(f"module 'pyfastent' has no attribute {name!r}")
 
 __all__ = [
     "Discrete",
@@ -42,5 +53,4 @@ __all__ = [
     "total_correlation",
     "transfer_entropy",
     "use_backend",
-    "widths",
 ]

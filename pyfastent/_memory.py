@@ -1,29 +1,69 @@
-"""Refuse to materialize N×N matrices that cannot fit (DESIGN.md section 4)."""
+"""Refuse to materialize N×N matrices that cannot fit (DESIGN.md section 4).
+
+Every site that allocates N×N matrices asks ``ensure_square_fits`` first, with the
+peak it adds: how many N×N matrices it holds at once on top of what is
+already allocated (``tests/test_memory.py`` measures these peaks against the
+process's resident memory). Memory already held by earlier steps (prepared
+Gram matrices) is out of what the system reports as available, so each
+site's own peak is what must fit.
+"""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
+_UNLIMITED = 1 << 62
+
 
 def available_bytes(device: torch.device) -> int:
+    """Bytes this process can still allocate on ``device``: free GPU memory,
+    or on the CPU the smaller of MemAvailable and the cgroup's headroom."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
+    return min(_mem_available(), _cgroup_headroom())
+
+
+def _mem_available() -> int:
     try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # not Linux: the free pages, the best the OS offers
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not available on this OS: do not guess
-        return 1 << 62
+    except (ValueError, OSError, AttributeError):
+        return _UNLIMITED
 
 
-def ensure_square_fits(n: int, dtype: torch.dtype, device: torch.device, copies: int, what: str) -> None:
-    """Raise ``MemoryError`` with advice if ``copies`` N×N matrices would not fit."""
+def _cgroup_headroom() -> int:
+    """Limit minus usage of this process's memory cgroup (v2, else v1)."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= _UNLIMITED:
+            return _UNLIMITED
+        return max(int(limit) - usage, 0)
+    return _UNLIMITED
+
+
+def ensure_square_fits(n: int, dtype: torch.dtype, device: torch.device, copies: float, what: str) -> None:
+    """Raise ``MemoryError`` with advice if ``copies`` more N×N matrices of
+    ``dtype`` would not fit now."""
     itemsize = torch.empty((), dtype=dtype).element_size()
-    need = copies * n * n * itemsize
+    need = int(copies * n * n * itemsize)
     have = available_bytes(device)
     if need > have:
         raise MemoryError(
-            f"{what} needs about {need / 2**30:.1f} GiB for {copies} matrices of {n}×{n} "
-            f"{str(dtype).replace('torch.', '')} on {device}, but only {have / 2**30:.1f} GiB is free; "
+            f"{what} needs about {need / 2**30:.1f} GiB ({copies:g} matrices of {n}×{n} "
+            f"{str(dtype).replace('torch.', '')}) on {device}, but only {have / 2**30:.1f} GiB is available; "
             "use fewer samples (a probe batch of a few thousand is typical)"
         )

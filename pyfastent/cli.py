@@ -1,39 +1,79 @@
-"""The ``pyfastent`` command: ``demo`` (the main job), ``sweep`` and ``info``."""
+"""The ``pyfastent`` command: ``demo`` (the main job), ``sweep`` and ``info``.
+
+A mistake on the command line or in its inputs ends in one line naming what
+to fix and exit code 2, never a traceback (``--debug`` shows it). Every
+input, and whether ``--out`` can be written, is checked before any
+computation and before the user's module is imported.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
+import tempfile
 import time
+import traceback
+import warnings
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import pyfastent
 from pyfastent import Discrete, LogDet, Renyi
+from pyfastent._text import markdown_table, text_table
+from pyfastent.estimators.base import SATURATION
 
-ESTIMATORS = {"renyi": Renyi, "logdet": LogDet, "discrete": Discrete}  # LogDet's β: 100·d of X, bound on X
+ESTIMATORS = {"renyi": Renyi, "logdet": LogDet, "discrete": Discrete}  # LogDet: β = 100·d of X
 
 
 class UsageError(Exception):
-    """A mistake on the command line: reported in one line, exit code 2."""
+    """A mistake on the command line or in its inputs: one line, exit code 2."""
 
 
 def main(argv=None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    parser, commands = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the subcommand's usage, not the top level's
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.run(args)
-    except (UsageError, ValueError, FileNotFoundError, ImportError, MemoryError) as exc:
-        print(f"pyfastent {args.command}: error: {exc}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, category, *rest, **kw: print(
+                f"pyfastent {args.command}: {category.__name__}: {message}", file=sys.stderr)
+            code = args.run(args)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside the handler
+        return code
+    except BrokenPipeError:  # `pyfastent info | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"pyfastent {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, FileNotFoundError, ImportError, MemoryError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"pyfastent {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyfastent", description=pyfastent.__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
 
-    demo = sub.add_parser("demo", help="train a small CNN on the built-in digits and track its information plane")
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="pyfastent", description=pyfastent.__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pyfastent {pyfastent.__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {}
+
+    demo = commands["demo"] = sub.add_parser(
+        "demo", parents=[common], help="train a small CNN on the built-in digits and track its information plane")
     demo.add_argument("--out", default="pyfastent-demo", help="output directory (default: ./pyfastent-demo)")
     demo.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the data split, initialization and order")
@@ -42,19 +82,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(run=run_demo)
 
-    sweep = sub.add_parser("sweep", help="H(T), I(X;T), I(T;Y) of every layer of your model on your data")
+    sweep = commands["sweep"] = sub.add_parser(
+        "sweep", parents=[common], help="H(T), I(X;T), I(T;Y) of every layer of your model on your data")
     sweep.add_argument("--model", required=True, help="module:factory, a callable returning the nn.Module")
     sweep.add_argument("--data", required=True, help=".npz file with arrays x (inputs) and y (integer labels)")
+    sweep.add_argument("--weights", help="a state_dict saved with torch.save, loaded into the model")
     sweep.add_argument("--layers", help="comma-separated module names (default: every leaf layer)")
     sweep.add_argument("--estimators", default="renyi,logdet", help="comma-separated: renyi, logdet, discrete")
     sweep.add_argument("--channels", action="store_true", help="conv maps per channel (multivariate Rényi)")
+    sweep.add_argument("--seed", type=int, default=0, help="torch seed set before the model is built")
     sweep.add_argument("--out", default="sweep.csv", help="CSV file to write (default: sweep.csv)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.set_defaults(run=run_sweep)
 
-    info = sub.add_parser("info", help="which backend is in use, and why")
+    info = commands["info"] = sub.add_parser("info", parents=[common], help="which backend is in use, and why")
     info.set_defaults(run=run_info)
-    return parser
+    return parser, commands
 
+
+# ---- info -------------------------------------------------------------------
 
 def run_info(args) -> int:
     info = pyfastent.backend_info()
@@ -70,29 +116,193 @@ def run_info(args) -> int:
     return 0
 
 
-def _output_dir(path: str) -> Path:
-    out = Path(path)
+# ---- checks shared by the commands -------------------------------------------
+
+def positive(flag: str, value, kind=int):
+    if not value > 0:
+        raise UsageError(f"{flag} must be a positive {'integer' if kind is int else 'number'}, got {value}")
+    return value
+
+
+def writable_dir(flag: str, path: str, shown: str | None = None) -> Path:
+    """``path`` as a directory that exists (made if needed) and can be written;
+    errors name ``shown`` (the flag's value) or ``path``."""
+    out, shown = Path(path), shown or path
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {path!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+        raise UsageError(f"{flag} {shown!r}: {str(out)!r} exists and is not a directory"
+                         if shown != path else f"{flag} {path!r} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {shown!r} cannot be written: {exc.strerror or exc}") from None
     return out
 
 
+def writable_file(flag: str, path: str) -> Path:
+    out = Path(path)
+    if out.is_dir():
+        raise UsageError(f"{flag} {path!r} is a directory; give a file name")
+    writable_dir(flag, str(out.parent), shown=path)
+    return out
+
+
+def load_arrays(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of an .npz file, checked: x real numbers of shape (N, ...),
+    y integer class labels of shape (N,)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--data {path!r} does not exist" if not file.exists() else f"--data {path!r} is not a file")
+    if file.stat().st_size == 0:
+        raise UsageError(f"--data {path!r} is empty")
+    try:
+        archive = np.load(file, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise UsageError(f"--data {path!r} holds a single array (.npy); save x and y together with "
+                             "numpy.savez(path, x=x, y=y)")
+        with archive:
+            missing = [k for k in ("x", "y") if k not in archive.files]
+            if missing:
+                raise UsageError(f"--data {path!r} has no array named {', '.join(missing)} "
+                                 f"(it has {', '.join(archive.files) or 'none'})")
+            x, y = archive["x"], archive["y"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise UsageError(f"--data {path!r} is not a readable .npz file ({_one_line(exc)})") from None
+    if x.dtype.kind not in "biuf":
+        raise UsageError(f"x must hold real numbers, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise UsageError(f"x must have shape (N, features...), one row per sample; got shape {x.shape}")
+    if x.shape[0] < 2:
+        raise UsageError(f"x needs at least 2 samples, got {x.shape[0]}")
+    if y.dtype.kind not in "biu" or y.ndim != 1:
+        raise UsageError(f"y must be integer class labels of shape (N,), got {y.dtype} of shape {y.shape}"
+                         + (" (one-hot? pass y.argmax(1))" if y.ndim == 2 else ""))
+    if len(y) != len(x):
+        raise UsageError(f"y has {len(y)} labels but x has {len(x)} samples")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise UsageError(f"x contains {int((~np.isfinite(x)).sum())} non-finite values (NaN or inf)")
+    return x, y
+
+
+def load_weights(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--weights {path!r} does not exist")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UsageError(f"--weights {path!r} is not a state_dict saved with torch.save ({_one_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"--weights {path!r} holds a {type(state).__name__}, not a state_dict")
+    return state
+
+
+def build_model(spec: str, debug: bool):
+    """Import module:factory and call it; its errors become one line."""
+    module_name, sep, factory_name = spec.partition(":")
+    if not sep or not module_name or not factory_name:
+        raise UsageError(f"--model must look like module:factory, got {spec!r}")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--model: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        if debug:
+            traceback.print_exc()
+        raise UsageError(f"--model: importing {module_name!r} raised {type(exc).__name__}: {_one_line(exc)}") from None
+    finally:
+        sys.path.pop(0)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise UsageError(f"--model: {module_name!r} has no callable {factory_name!r}")
+    try:
+        model = factory()
+    except Exception as exc:  # noqa: BLE001 - the user's factory failed
+        if debug:
+            traceback.print_exc()
+        raise UsageError(f"--model: {spec}() raised {type(exc).__name__}: {_one_line(exc)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"--model: {spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def model_inputs(model: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
+    """x in the model's dtype and on its device, after checking on two
+    samples that the model accepts it."""
+    reference = next((p for p in list(model.parameters()) + list(model.buffers()) if p.is_floating_point()), None)
+    dtype = reference.dtype if reference is not None else torch.get_default_dtype()
+    device = reference.device if reference is not None else torch.device("cpu")
+    inputs = torch.as_tensor(x).to(device=device, dtype=dtype)
+    try:
+        with torch.no_grad():
+            model(inputs[:2])
+    except Exception as exc:  # noqa: BLE001 - a shape the model rejects
+        raise UsageError(f"x of shape {tuple(x.shape)} does not fit the model: {type(exc).__name__}: "
+                         f"{_one_line(exc)}") from None
+    return inputs
+
+
+# ---- sweep ------------------------------------------------------------------
+
+def run_sweep(args) -> int:
+    from pyfastent.nn import layer_sweep, select_layers
+
+    names = [e.strip() for e in args.estimators.split(",") if e.strip()]
+    unknown = [e for e in names if e not in ESTIMATORS]
+    if unknown or not names:
+        raise UsageError(f"--estimators must be from {', '.join(ESTIMATORS)}, got {args.estimators!r}")
+    out = writable_file("--out", args.out)
+    x, y = load_arrays(args.data)
+    state = load_weights(args.weights) if args.weights else None
+
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, args.debug)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise UsageError(f"--weights {args.weights!r} does not fit the model: {_one_line(exc)}") from None
+    model.eval()
+    layers = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
+    select_layers(model, layers)  # unknown names are an error now, not after the forward pass
+    inputs = model_inputs(model, x)
+
+    result = layer_sweep(model, inputs, torch.as_tensor(y), estimators=[ESTIMATORS[n]() for n in names],
+                         layers=layers, channels=args.channels, progress=False if args.no_progress else None)
+    print(text_table(result.rows, {"layer": "layer", "estimator": "estimator", "units": "units",
+                                   "h_t": "H(T)", "i_xt": "I(X;T)", "i_ty": "I(T;Y)"}))
+    for v in result.dpi_violations:
+        print(f"DPI violation ({v['estimator']}): {v['quantity']} rises from {v['earlier']} to {v['later']} by "
+              f"{v['size']:.4g} {result.units[v['estimator']]}")
+    print(f"DPI pairs from the {result.dpi_method}")
+    print(f"wrote {result.to_csv(out)}")
+    return 0
+
+
+# ---- demo -------------------------------------------------------------------
+
 def run_demo(args) -> int:
     from pyfastent import data, models, plot
+    from pyfastent._progress import progress_bar
     from pyfastent.nn import InformationPlane, LayerTE
 
-    if args.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
-    out = _output_dir(args.out)
+    positive("--epochs", args.epochs)
+    positive("--batch-size", args.batch_size)
+    positive("--lr", args.lr, float)
+    out = writable_dir("--out", args.out)
+    log = out / "information_plane.jsonl"
+    log.unlink(missing_ok=True)  # a new run of the demo replaces the last one's files
+
     torch.manual_seed(args.seed)
     split = data.digits(seed=args.seed)
     net = models.mnist_cnn(in_size=8)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    x_probe, y_probe = split.x_test, split.y_test
-    tracker = InformationPlane(net, x_probe, y_probe, sigma_smoothing=0.9, transfer_entropy=LayerTE(window=1000, seed=args.seed))
+    tracker = InformationPlane(net, split.x_test, split.y_test, sigma_smoothing=0.9,
+                               transfer_entropy=LayerTE(window=1000, seed=args.seed), log=log, progress=False)
     order = torch.Generator().manual_seed(args.seed)
-    bar = _progress(args.epochs, not args.no_progress)
+    bar = progress_bar(args.epochs, "training", False if args.no_progress else None, unit="epoch")
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         net.train()
@@ -114,25 +324,16 @@ def run_demo(args) -> int:
     seconds = time.perf_counter() - start
 
     table_path = tracker.save(out / "information_plane.csv")
-    tracker.save(out / "information_plane.jsonl")
     images = [plot.information_plane(tracker, out / "information_plane.png"),
               plot.layer_curves(tracker, out / "layer_curves.png"),
               plot.te_plane(tracker, out / "te_plane.png")]
     summary = _summary_rows(tracker)
-    report = _report(args, tracker, summary, images, seconds)
-    (out / "report.md").write_text(report)
-    print(_text_table(summary))
+    (out / "report.md").write_text(_report(args, tracker, summary, images, seconds))
+    print(text_table(summary))
     print(f"\nfinal test accuracy {accuracy:.3f}; {args.epochs} epochs in {seconds:.0f} s")
-    print(f"wrote {table_path}, {', '.join(p.name for p in images)} and report.md in {out}")
+    print(f"wrote {log.name} (written as it went), {table_path.name}, {', '.join(p.name for p in images)} "
+          f"and report.md in {out}")
     return 0
-
-
-def _progress(total: int, enabled: bool):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        raise ImportError('the demo needs tqdm: pip install "pyfastent[demo]"') from None
-    return tqdm(total=total, desc="training", unit="epoch", disable=not enabled, file=sys.stderr)
 
 
 def _accuracy(net, x, y) -> float:
@@ -143,40 +344,23 @@ def _accuracy(net, x, y) -> float:
 
 def _summary_rows(tracker) -> list:
     """Last step's I(X;T) and I(T;Y) per layer and estimator, plus layer TE."""
+    from pyfastent.nn.plane import TE_ESTIMATOR
+
     last = max(r["step"] for r in tracker.rows)
     values = {(r["layer"], r["estimator"], r["quantity"]): r["value"] for r in tracker.rows if r["step"] == last}
     rows = []
     for layer in tracker.names:
         row = {"layer": layer}
         for est in tracker.table.metadata["estimators"]:
-            short = est.split("(")[0]
-            row[f"{short} I(X;T)"] = values.get((layer, est, "i_xt"))
-            row[f"{short} I(T;Y)"] = values.get((layer, est, "i_ty"))
-        row["TE in (mean)"] = values.get((layer, "binary-te", "te_in_mean"))
+            row[f"{est} I(X;T)"] = values.get((layer, est, "i_xt"))
+            row[f"{est} I(T;Y)"] = values.get((layer, est, "i_ty"))
+        row["TE in (mean)"] = values.get((layer, TE_ESTIMATOR, "te_in_mean"))
         rows.append(row)
     return rows
 
 
-def _text_table(rows: list) -> str:
-    columns = list(rows[0])
-    cell = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
-    widths = [max(len(c), *(len(cell(r[c])) for r in rows)) for c in columns]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(cell(r[c]).rjust(w) for c, w in zip(columns, widths)) for r in rows]
-    return "\n".join(lines)
-
-
-def _markdown_table(rows: list) -> str:
-    columns = list(rows[0])
-    cell = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _report(args, tracker, summary, images, seconds) -> str:
-    from pyfastent.nn import dpi_violations
-    from pyfastent.nn.graph import dpi_pairs
+    from pyfastent.nn import dpi_pairs, dpi_violations
 
     last = max(r["step"] for r in tracker.rows)
     wide: dict = {}
@@ -184,11 +368,19 @@ def _report(args, tracker, summary, images, seconds) -> str:
         if r["step"] == last and r["quantity"] in ("i_xt", "i_ty"):
             wide.setdefault((r["estimator"], r["layer"]), {"estimator": r["estimator"], "layer": r["layer"]})[
                 r["quantity"]] = r["value"]
-    pairs, _ = dpi_pairs(tracker.model, tracker.names)
+    pairs, how = dpi_pairs(tracker.model, tracker.names)
     violations = dpi_violations(list(wide.values()), {e.label: e.dpi_slack for e in tracker.estimators}, pairs)
-    dpi = "\n".join(f"- {v['estimator'].split('(')[0]}: {v['quantity']} rises from {v['earlier']} to "
-                    f"{v['later']} by {v['size']:.4g} bits" for v in violations) or "- none"
+    dpi = "\n".join(f"- {v['estimator']}: {v['quantity']} rises from {v['earlier']} to {v['later']} by "
+                    f"{v['size']:.4g} bits" for v in violations) or "- none"
     meta = tracker.table.metadata
+    ceiling = math.log2(SATURATION * meta["probe_size"])
+    saturated = sorted({(r["layer"], r["epoch"]) for r in tracker.rows if r["estimator"].startswith("renyi")
+                        and r["quantity"] == "h_t" and r["value"] >= ceiling})
+    at_ceiling = (f"Rényi H(T) reached log2(0.9·N) = {ceiling:.2f} bits (an effective {SATURATION:.0%} of the "
+                  f"{meta['probe_size']} samples distinct) in {len(saturated)} (layer, epoch) pairs, e.g. "
+                  + ", ".join(f"{layer} at epoch {epoch}" for layer, epoch in saturated[:6])
+                  + ". There the kNN width is far below the spread of the activations and I(X;T), I(T;Y) "
+                  "reflect N more than the layer." if saturated else "No Rényi H(T) reached log2(0.9·N).")
     pictures = "\n\n".join(f"![{p.stem}]({p.name})" for p in images)
     return f"""# pyfastent demo
 
@@ -199,77 +391,28 @@ over the last {meta['transfer_entropy']['window']} training samples. Values in b
 
 ## Last epoch
 
-{_markdown_table(summary)}
+{markdown_table(summary)}
 
-## Data processing inequality (last epoch, consecutive layers)
+## Data processing inequality (last epoch)
 
-For a feed-forward chain the true I(X;T) and I(T;Y) cannot rise from one layer to the next. Estimates
-can: every layer gets its own kernel width (Rényi) and LogDet's β sets its scale per layer. Rises:
+For each layer and the layer it is computed from alone (pairs from the {how}), the true I(X;T) and
+I(T;Y) cannot rise. Estimates can: every layer gets its own kernel width (Rényi) and LogDet's β sets
+its scale per layer. Rises beyond each estimator's round-off slack:
 
 {dpi}
+
+## Estimates at their ceiling
+
+{at_ceiling}
 
 ## Pictures
 
 {pictures}
 
-Full table: `information_plane.csv` (and `.jsonl`); read it with
+Full table: `information_plane.csv` (with `information_plane.meta.json`) and the log
+`information_plane.jsonl`, written step by step; read either with
 `pyfastent.nn.InformationPlane.load(path)`.
 """
-
-
-def run_sweep(args) -> int:
-    import numpy as np
-
-    from pyfastent.nn import layer_sweep
-
-    model = _load_model(args.model)
-    path = Path(args.data)
-    if not path.is_file():
-        raise FileNotFoundError(f"--data {args.data!r} does not exist")
-    try:
-        arrays = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--data {args.data!r} is not an .npz file: {exc}") from None
-    missing = [k for k in ("x", "y") if k not in arrays]
-    if missing:
-        raise UsageError(f"--data {args.data!r} has no array named {', '.join(missing)} (it has {', '.join(arrays)})")
-    x = torch.as_tensor(arrays["x"])
-    x = x.float() if not x.is_floating_point() else x
-    y = torch.as_tensor(arrays["y"])
-    names = [e.strip() for e in args.estimators.split(",") if e.strip()]
-    unknown = [e for e in names if e not in ESTIMATORS]
-    if unknown or not names:
-        raise UsageError(f"--estimators must be from {', '.join(ESTIMATORS)}, got {args.estimators!r}")
-    layers = [n.strip() for n in args.layers.split(",")] if args.layers else None
-    model.eval()
-    result = layer_sweep(model, x, y, estimators=[ESTIMATORS[n]() for n in names], layers=layers,
-                         channels=args.channels)
-    print(_text_table(result.rows))
-    for v in result.dpi_violations:
-        print(f"DPI violation ({v['estimator'].split('(')[0]}): {v['quantity']} rises from {v['earlier']} to "
-              f"{v['later']} by {v['size']:.4g}")
-    print(f"wrote {result.to_csv(args.out)}")
-    return 0
-
-
-def _load_model(spec: str):
-    module_name, sep, factory_name = spec.partition(":")
-    if not sep or not module_name or not factory_name:
-        raise UsageError(f"--model must look like module:factory, got {spec!r}")
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"--model: cannot import module {module_name!r} ({exc})") from None
-    finally:
-        sys.path.pop(0)
-    factory = getattr(module, factory_name, None)
-    if not callable(factory):
-        raise UsageError(f"--model: {module_name!r} has no callable {factory_name!r}")
-    model = factory()
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"--model: {spec} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
 
 
 if __name__ == "__main__":

@@ -3,9 +3,14 @@
 Every function takes an ``InformationPlane`` tracker or a ``PlaneTable``
 (e.g. from ``InformationPlane.load``) and writes an image file; the format
 follows the path's suffix (``.png``, ``.pdf``, ``.svg``).
+
+Each layer keeps one colour in every picture; time (epochs, or steps) runs
+from faint and small markers to solid and large ones, and the last point of
+each trajectory is ringed. Legends sit outside the axes.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -28,6 +33,22 @@ def _figure(ncols: int, nrows: int = 1, size=(5.0, 4.2)):
     return fig, axes
 
 
+def _colours(layers: list) -> dict:
+    """One colour per layer, the same in every panel and picture."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(layers) <= 10 else "tab20"]
+    return {layer: cmap(i % cmap.N) for i, layer in enumerate(layers)}
+
+
+def _time(row):
+    return row["epoch"] if row["epoch"] is not None else row["step"]
+
+
+def _time_label(table) -> str:
+    return "epoch" if any(r["epoch"] is not None for r in table.rows) else "step"
+
+
 def _series(table, estimator, qx, qy):
     """{layer: (times, x values, y values)} pairing two quantities per step."""
     xs = {(r["layer"], r["step"]): r for r in table.values(qx, estimator)}
@@ -36,42 +57,67 @@ def _series(table, estimator, qx, qy):
         other = xs.get((r["layer"], r["step"]))
         if other is None:
             continue
-        time = r["epoch"] if r["epoch"] is not None else r["step"]
         t, x, y = out.setdefault(r["layer"], ([], [], []))
-        t.append(time)
+        t.append(_time(r))
         x.append(other["value"])
         y.append(r["value"])
     return out
 
 
-def _trajectories(fig, ax, series, xlabel, ylabel, title):
+def _trajectories(ax, series: dict, colours: dict, xlabel: str, ylabel: str, title: str):
     times = [t for (ts, _, _) in series.values() for t in ts]
     lo, hi = min(times), max(times)
-    scatter = None
-    for i, (layer, (ts, xs, ys)) in enumerate(series.items()):
-        ax.plot(xs, ys, "-", color="0.75", linewidth=1, zorder=1)
-        scatter = ax.scatter(xs, ys, c=ts, cmap="viridis", vmin=lo, vmax=hi, s=22, zorder=2,
-                             marker="osD^v<>ph*"[i % 10], label=layer)
+    span = (hi - lo) or 1
+    for layer, (ts, xs, ys) in series.items():
+        colour = colours[layer]
+        ax.plot(xs, ys, "-", color=colour, linewidth=1.2, alpha=0.6, zorder=1)
+        for t, x, y in zip(ts, xs, ys):
+            age = (t - lo) / span  # 0 at the first step, 1 at the last
+            ax.scatter([x], [y], s=12 + 40 * age, color=colour, alpha=0.25 + 0.75 * age, linewidths=0, zorder=2)
+        ax.scatter([xs[-1]], [ys[-1]], s=70, facecolors="none", edgecolors=colour, linewidths=1.5, zorder=3)
+        ax.plot([], [], "-o", color=colour, label=layer)  # the legend entry
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    if scatter is not None:
-        fig.colorbar(scatter, ax=ax, label="epoch")
-        legend = ax.legend(title="layer", fontsize=7, title_fontsize=7, loc="best")
-        for handle in legend.legend_handles:
-            handle.set_color("0.3")
+
+
+def _legend(fig, ax, time_label: str, first, last):
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, title=f"layer  ({time_label} {first}→{last}:\nfaint → solid, last ringed)",
+               loc="outside right upper", fontsize=7, title_fontsize=7)
+
+
+def _label_entropy(table, unit: str) -> float | None:
+    bits = table.metadata.get("label_entropy_bits")
+    if bits is None:
+        return None
+    return {"bits": bits, "nats": bits * math.log(2)}.get(unit)
 
 
 def information_plane(table_or_tracker, path) -> Path:
-    """I(X;T) (x axis) against I(T;Y) (y axis): one trajectory per layer,
-    coloured by epoch, one panel per estimator."""
+    """I(X;T) (x axis) against I(T;Y) (y axis): one trajectory per layer
+    over training, one panel per estimator, with the labels' plug-in
+    entropy H(Y) as a reference line. LogDet is not bounded by H(Y): where
+    its I(T;Y) rises above the line, the panel says so."""
     table = _table(table_or_tracker)
     estimators = table.metadata["estimators"]
+    colours = _colours(table.metadata["layers"])
     fig, axes = _figure(len(estimators))
+    times = [_time(r) for r in table.rows]
     for ax, est in zip(axes[0], estimators):
         unit = table.metadata.get("units", {}).get(est, "bits")
-        _trajectories(fig, ax, _series(table, est, "i_xt", "i_ty"), f"I(X;T) [{unit}]", f"I(T;Y) [{unit}]", est)
+        series = _series(table, est, "i_xt", "i_ty")
+        _trajectories(ax, series, colours, f"I(X;T) [{unit}]", f"I(T;Y) [{unit}]", est)
+        h_y = _label_entropy(table, unit)
+        if h_y is not None:
+            ax.axhline(h_y, color="0.4", linestyle="--", linewidth=1)
+            ax.annotate("H(Y) of the labels", (0.01, h_y), xycoords=("axes fraction", "data"), fontsize=7,
+                        color="0.3", va="bottom")
+            if any(y > h_y * (1 + 1e-9) for (_, _, ys) in series.values() for y in ys):
+                ax.text(0.99, 0.02, f"values above H(Y): {est.split('(')[0]} is not\nbounded by the label entropy",
+                        transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="firebrick")
+    _legend(fig, axes[0][-1], _time_label(table), min(times), max(times))
     fig.suptitle("Information plane")
     fig.savefig(path, dpi=110)
     return Path(path)
@@ -80,8 +126,11 @@ def information_plane(table_or_tracker, path) -> Path:
 def layer_curves(table_or_tracker, path) -> Path:
     """H(T), I(X;T) and I(T;Y) of every layer against the epoch: one row of
     panels per estimator."""
+    from matplotlib.ticker import MaxNLocator
+
     table = _table(table_or_tracker)
     estimators = table.metadata["estimators"]
+    colours = _colours(table.metadata["layers"])
     quantities = (("h_t", "H(T)"), ("i_xt", "I(X;T)"), ("i_ty", "I(T;Y)"))
     fig, axes = _figure(len(quantities), len(estimators), size=(4.2, 3.4))
     for row, est in zip(axes, estimators):
@@ -90,30 +139,52 @@ def layer_curves(table_or_tracker, path) -> Path:
             by_layer: dict = {}
             for r in table.values(q, est):
                 ts, vs = by_layer.setdefault(r["layer"], ([], []))
-                ts.append(r["epoch"] if r["epoch"] is not None else r["step"])
+                ts.append(_time(r))
                 vs.append(r["value"])
             for layer, (ts, vs) in by_layer.items():
-                ax.plot(ts, vs, marker=".", label=layer)
-            ax.set_xlabel("epoch")
+                ax.plot(ts, vs, marker=".", color=colours[layer], label=layer)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel(_time_label(table))
             ax.set_ylabel(f"{label} [{unit}]")
             ax.set_title(est, fontsize=8)
             ax.grid(alpha=0.3)
-        row[-1].legend(title="layer", fontsize=7, title_fontsize=7)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, title="layer", loc="outside right upper", fontsize=7, title_fontsize=7)
     fig.savefig(path, dpi=110)
     return Path(path)
 
 
 def te_plane(table_or_tracker, path) -> Path:
     """The transfer-entropy plane: mean TE(X → T) against mean TE(T → Ŷ)
-    per layer, coloured by epoch (needs ``transfer_entropy`` on the tracker)."""
+    per layer over training (needs ``transfer_entropy`` on the tracker). The
+    shaded bands are the noise floor: the mean TE the same neuron pairs give
+    with the source's time order shuffled (averaged over layers and steps),
+    what the plug-in estimator reports when nothing is transferred; dashed
+    lines mark the largest such value."""
+    from pyfastent.nn.plane import TE_ESTIMATOR
+
     table = _table(table_or_tracker)
-    series = _series(table, "binary-te", "te_x", "te_y")
+    series = _series(table, TE_ESTIMATOR, "te_x", "te_y")
     if not series:
         raise ValueError("table_or_tracker has no transfer-entropy rows: track with transfer_entropy=LayerTE(...) "
                          "and train between steps (TE is measured on the training samples fed in train mode)")
-    fig, axes = _figure(1)
-    _trajectories(fig, axes[0][0], series, "mean TE(X → T) [bits]", "mean TE(T → Ŷ) [bits]",
+    colours = _colours(table.metadata["layers"])
+    fig, axes = _figure(1, size=(6.0, 4.6))
+    ax = axes[0][0]
+    floor_x = [r["value"] for r in table.values("te_x_floor", TE_ESTIMATOR)]
+    floor_y = [r["value"] for r in table.values("te_y_floor", TE_ESTIMATOR)]
+    if floor_x and floor_y:
+        ax.axvspan(0, sum(floor_x) / len(floor_x), color="0.88", zorder=0)
+        ax.axhspan(0, sum(floor_y) / len(floor_y), color="0.88", zorder=0)
+        ax.axvline(max(floor_x), color="0.5", linestyle="--", linewidth=0.8, zorder=0)
+        ax.axhline(max(floor_y), color="0.5", linestyle="--", linewidth=0.8, zorder=0)
+        ax.plot([], [], "s", color="0.88", label="noise floor: mean TE\nwith time-shuffled source")
+        ax.plot([], [], "--", color="0.5", linewidth=0.8, label="largest shuffled TE")
+    _trajectories(ax, series, colours, "mean TE(X → T) [bits]", "mean TE(T → Ŷ) [bits]",
                   "binarized neurons, consecutive training samples")
+    ax.ticklabel_format(style="sci", axis="both", scilimits=(-2, 3))
+    times = [_time(r) for r in table.rows]
+    _legend(fig, ax, _time_label(table), min(times), max(times))
     fig.suptitle("Transfer-entropy plane")
     fig.savefig(path, dpi=110)
     return Path(path)

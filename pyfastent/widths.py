@@ -25,6 +25,9 @@ class WidthRule:
 
     needs_distances = True
     label = "custom"  # a short name for estimator labels
+    # N×N matrices the rule allocates on top of the distances it is given
+    # (measured in tests/test_memory.py); 1 for a rule that does not say.
+    peak_squares = 1.0
 
     def __call__(self, sq_dist: torch.Tensor | None, n: int, dim: int) -> float:  # pragma: no cover - interface
         raise NotImplementedError
@@ -36,6 +39,7 @@ class Fixed(WidthRule):
 
     sigma: float
     needs_distances = False
+    peak_squares = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "sigma", _checks.positive_number("sigma", self.sigma))
@@ -57,6 +61,7 @@ class KNN(WidthRule):
     """
 
     k: int = 10
+    peak_squares = 0.5  # topk's work space
 
     def __post_init__(self):
         object.__setattr__(self, "k", _checks.positive_int("k", self.k))
@@ -67,9 +72,12 @@ class KNN(WidthRule):
 
     def __call__(self, sq_dist, n, dim):
         k = min(self.k, n - 1)
-        others = sq_dist + torch.diag(sq_dist.new_full((n,), math.inf))  # [N, N], self excluded
-        nearest = torch.topk(others, k, dim=1, largest=False).values
-        sigma = float(nearest.sqrt().mean())
+        # The k + 1 smallest entries of a row hold its own zero distance; the
+        # smallest of them is a zero (itself, or a duplicate at the same
+        # distance), so dropping it leaves the k nearest others without
+        # copying the N×N matrix.
+        nearest = torch.topk(sq_dist, k + 1, dim=1, largest=False, sorted=True).values[:, 1:]  # [N, k]
+        sigma = float(nearest.clamp(min=0).sqrt().mean())
         if sigma <= 0:
             raise ValueError(
                 f"sigma rule 'knn' (k={self.k}) gives 0: every sample has {k} exact duplicates; "
@@ -90,6 +98,7 @@ class Silverman(WidthRule):
     gamma: float = 1.0
     scale_by_dim: bool = True
     needs_distances = False
+    peak_squares = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "gamma", _checks.positive_number("gamma", self.gamma))
@@ -119,6 +128,7 @@ class Alignment(WidthRule):
     labels: object
     grid: tuple = field(default=None)
     label = "alignment"
+    peak_squares = 1.5  # the kernel at each σ and, first, a copy to select the median from
 
     def __post_init__(self):
         from pyfastent.variable import Variable, observe, require_discrete, row_codes
@@ -137,17 +147,17 @@ class Alignment(WidthRule):
             raise ValueError(
                 f"labels has {codes.shape[0]} samples but the variable has {sq_dist.shape[0]}"
             )
-        same = (codes[:, None] == codes[None, :]).to(sq_dist.dtype)  # [N, N] label kernel
-        positive = sq_dist[sq_dist > 0]
-        if positive.numel() == 0:
-            raise ValueError("sigma rule 'alignment' needs at least two distinct samples")
-        median = float(positive.sqrt().median())
+        median = _median_positive_distance(sq_dist)
+        classes = [torch.nonzero(codes == c).flatten() for c in torch.unique(codes)]
+        k = torch.empty_like(sq_dist)
         best, best_score = None, -math.inf
         for factor in self.grid:
             sigma = factor * median
-            k = torch.exp(sq_dist / (-2.0 * sigma * sigma))
-            # ‖K_Y‖_F does not depend on σ, so it is left out of the score.
-            score = float((k * same).sum() / torch.linalg.matrix_norm(k))
+            torch.mul(sq_dist, -0.5 / (sigma * sigma), out=k).exp_()
+            # ⟨K, K_Y⟩_F sums the within-class blocks (the label kernel keeps
+            # nothing else); ‖K_Y‖_F does not depend on σ and is left out.
+            inner = sum(float(k[idx][:, idx].sum()) for idx in classes)
+            score = inner / float(torch.linalg.vector_norm(k))
             if score > best_score:
                 best, best_score = sigma, score
         return best
@@ -175,6 +185,10 @@ class Smoothed(WidthRule):
     @property
     def needs_distances(self):
         return self.rule.needs_distances
+
+    @property
+    def peak_squares(self):
+        return self.rule.peak_squares
 
     @property
     def label(self):
@@ -212,3 +226,25 @@ def as_width_rule(sigma, labels=None) -> WidthRule:
             )
         return _RULES[sigma]()
     return Fixed(sigma)
+
+
+def _median_positive_distance(sq_dist: torch.Tensor) -> float:
+    """Median distance over the pairs of distinct samples (distance > 0).
+
+    Distances are ≥ 0, so after z zeros the positives follow in sorted
+    order: the lower median (as ``torch.median``) is the (z + (P − 1)//2)-th
+    smallest of all N² entries, P the number of positives. Selected from
+    one copy, without the index tensors a boolean mask would create.
+    """
+    zeros = int((sq_dist == 0).sum())
+    positives = sq_dist.numel() - zeros
+    if positives == 0:
+        raise ValueError("sigma rule 'alignment' needs at least two distinct samples")
+    k = zeros + (positives - 1) // 2
+    if sq_dist.device.type == "cpu":
+        values = sq_dist.detach().contiguous().numpy().ravel().copy()
+        values.partition(k)
+        median_sq = float(values[k])
+    else:
+        median_sq = float(torch.kthvalue(sq_dist.flatten(), k + 1).values)
+    return math.sqrt(median_sq)  # sqrt is monotonic: the root of the median is the median root

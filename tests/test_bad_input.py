@@ -166,7 +166,7 @@ def test_degenerate_widths_and_kernels():
 
 def test_gram_that_cannot_fit_is_a_clear_memory_error(monkeypatch):
     monkeypatch.setattr(pf._memory, "available_bytes", lambda device: 1000)
-    with pytest.raises(MemoryError, match=r"^the Gram matrix of x needs about .* 20×20 float32 .* use fewer samples"):
+    with pytest.raises(MemoryError, match=r"^the Gram matrix of x needs about .* 20×20 float32\) .* use fewer samples"):
         pf.Renyi().entropy(X)
 
 

@@ -1,11 +1,15 @@
 """The command line and the plots, as a user meets them."""
+import csv
+import re
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
 
+import pyfastent as pf
 import pyfastent.nn as pnn
 import pyfastent.plot as plot
 from pyfastent.cli import main
@@ -26,19 +30,23 @@ def assert_png(path):
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pf.SaturationWarning)  # two epochs: the output layer is still a blur
+        assert main(["demo", "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
     return out
 
 
 def test_demo_writes_every_file(demo_dir):
     names = {p.name for p in demo_dir.iterdir()}
-    assert names == {"information_plane.csv", "information_plane.jsonl", "information_plane.png", "layer_curves.png",
-                     "te_plane.png", "report.md"}
+    assert names == {"information_plane.csv", "information_plane.meta.json", "information_plane.jsonl",
+                     "information_plane.png", "layer_curves.png", "te_plane.png", "report.md"}
     for png in demo_dir.glob("*.png"):
         assert_png(png)
     table = pnn.InformationPlane.load(demo_dir / "information_plane.csv")
     assert {r["epoch"] for r in table.rows} == {1, 2}
-    assert {"i_xt", "i_ty", "h_t", "sigma", "te_x", "te_y", "te_in_mean"} <= {r["quantity"] for r in table.rows}
+    assert {"i_xt", "i_ty", "h_t", "sigma", "te_x", "te_y", "te_in_mean", "te_x_floor", "te_y_floor"} <= {
+        r["quantity"] for r in table.rows}
+    assert table.rows == pnn.InformationPlane.load(demo_dir / "information_plane.jsonl").rows
     assert "![information_plane](information_plane.png)" in (demo_dir / "report.md").read_text()
 
 
@@ -78,7 +86,10 @@ def test_sweep_command(tmp_path):
                    "--estimators", "renyi", "--out", "s.csv")
     assert done.returncode == 0, done.stderr
     lines = (tmp_path / "s.csv").read_text().splitlines()
-    assert lines[0] == "layer,estimator,h_t,i_xt,i_ty" and len(lines) == 3
+    assert lines[0] == "layer,estimator,units,h_t,i_xt,i_ty" and len(lines) == 3
+    first = next(csv.DictReader(lines))
+    assert (first["layer"], first["estimator"], first["units"]) == ("0", "renyi(a=1.01,knn10)", "bits")
+    assert "I(X;T)" in done.stdout and "bits" in done.stdout
 
 
 @pytest.mark.parametrize("args,message", [
@@ -103,3 +114,181 @@ def test_info_command(tmp_path):
     done = run_cli(tmp_path, "info")
     assert done.returncode == 0
     assert done.stdout.splitlines()[0].split()[0] == "backend"
+
+
+def cli(capsys, *args):
+    """main() in this process: (exit code, stdout, stderr)."""
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def user_files(tmp_path, monkeypatch):
+    write_model(tmp_path)
+    (tmp_path / "mymodel.py").write_text((tmp_path / "mymodel.py").read_text() + textwrap.dedent("""
+        def needs_args(width):
+            return build()
+        def broken():
+            raise RuntimeError("weights not found on this cluster")
+    """))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("mymodel", None)
+    yield tmp_path
+    sys.modules.pop("mymodel", None)
+
+
+def save_data(path, x, y):
+    np.savez(path, x=x, y=y)
+    return str(path)
+
+
+GOOD_Y = np.arange(50) % 3
+
+
+@pytest.mark.parametrize("x,y,message", [
+    (np.zeros((50, 5), np.float32), GOOD_Y, "does not fit the model"),
+    (np.zeros(50, np.float32), GOOD_Y, r"x must have shape \(N, features...\)"),
+    (np.zeros((0, 4), np.float32), np.zeros(0, int), "x needs at least 2 samples"),
+    (np.float32(3.0), GOOD_Y, r"x must have shape \(N, features...\)"),
+    (np.array([["a"] * 4] * 50), GOOD_Y, "x must hold real numbers"),
+    (np.zeros((50, 4), np.complex64), GOOD_Y, "x must hold real numbers"),
+    (np.zeros((50, 4), np.float32), GOOD_Y.astype(float), "y must be integer class labels"),
+    (np.zeros((50, 4), np.float32), np.eye(3)[GOOD_Y].astype(int), r"one-hot\? pass y.argmax\(1\)"),
+    (np.full((50, 4), np.nan, np.float32), GOOD_Y, "x contains 200 non-finite values"),
+])
+def test_bad_data_ends_in_one_line(capsys, user_files, x, y, message):
+    data = save_data(user_files / "bad.npz", x, y)
+    code, _, err = cli(capsys, "sweep", "--model", "mymodel:build", "--data", data)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int64])
+def test_data_of_another_dtype_is_converted_to_the_models(capsys, user_files, dtype):
+    g = np.random.default_rng(0)
+    data = save_data(user_files / "d.npz", (g.standard_normal((50, 4)) * 3).astype(dtype), GOOD_Y)
+    code, out, err = cli(capsys, "sweep", "--model", "mymodel:build", "--data", data, "--estimators", "renyi",
+                         "--no-progress", "--out", "s.csv")
+    assert code == 0, err
+    assert "wrote s.csv" in out
+
+
+def test_bad_files_end_in_one_line(capsys, user_files):
+    np.save(user_files / "x.npy", np.zeros((50, 4)))
+    (user_files / "empty.npz").write_bytes(b"")
+    good = (user_files / "data.npz").read_bytes()
+    (user_files / "cut.npz").write_bytes(good[: len(good) // 2])
+    (user_files / "weights.pt").write_text("not torch")
+    cases = [
+        (["--data", "x.npy"], "holds a single array (.npy)"),
+        (["--data", "empty.npz"], "is empty"),
+        (["--data", "cut.npz"], "is not a readable .npz file"),
+        (["--data", "data.npz", "--weights", "weights.pt"], "is not a state_dict saved with torch.save"),
+        (["--data", "data.npz", "--model", "mymodel:needs_args"], "needs_args() raised TypeError"),
+        (["--data", "data.npz", "--model", "mymodel:broken"], "broken() raised RuntimeError: weights not found"),
+        (["--data", "data.npz", "--out", "."], "--out '.' is a directory"),
+    ]
+    for extra, message in cases:
+        args = ["sweep", "--model", "mymodel:build", *extra]
+        if "--model" in extra:
+            args = ["sweep", *extra]
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, (extra, err)
+        assert message in err, (extra, err)
+
+
+def test_debug_shows_the_factory_traceback(capsys, user_files):
+    code, _, err = cli(capsys, "sweep", "--debug", "--model", "mymodel:broken", "--data", "data.npz")
+    assert code == 2 and "Traceback" in err and "weights not found" in err.splitlines()[-1]
+
+
+def test_out_that_cannot_be_written_is_refused_before_the_model_is_imported(capsys, user_files, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda **kw: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    code, _, err = cli(capsys, "sweep", "--model", "mymodel:build", "--data", "data.npz", "--out", "sub/s.csv")
+    assert code == 2 and "--out 'sub/s.csv' cannot be written" in err
+    assert "mymodel" not in sys.modules
+    code, _, err = cli(capsys, "demo", "--out", "out")
+    assert code == 2 and "--out 'out' cannot be written" in err
+
+
+@pytest.mark.parametrize("args,message", [(["--batch-size", "-5"], "--batch-size must be a positive integer"),
+                                          (["--epochs", "0"], "--epochs must be a positive integer"),
+                                          (["--lr", "0"], "--lr must be a positive number")])
+def test_demo_flags_are_checked_first(capsys, tmp_path, args, message):
+    code, _, err = cli(capsys, "demo", "--out", str(tmp_path / "o"), *args)
+    assert code == 2 and message in err and not (tmp_path / "o").exists()
+
+
+def test_sweep_seed_and_weights(capsys, user_files):
+    torch = pytest.importorskip("torch")
+    import mymodel
+
+    net = mymodel.build()
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)
+    torch.save(net.state_dict(), user_files / "w.pt")
+    outputs = []
+    for extra in ([], ["--weights", "w.pt"], ["--weights", "w.pt", "--seed", "5"]):
+        code, _, err = cli(capsys, "sweep", "--model", "mymodel:build", "--data", "data.npz", "--layers", "0",
+                           "--estimators", "logdet", "--no-progress", "--out", "s.csv", *extra)
+        assert code == 0, err
+        outputs.append((user_files / "s.csv").read_text())
+    assert outputs[0] != outputs[1]  # the weights were loaded
+    assert outputs[1] == outputs[2]  # and they, not the seed, decide the model
+    (user_files / "other.pt").write_bytes((user_files / "w.pt").read_bytes())
+    torch.save({"nope": torch.zeros(1)}, user_files / "other.pt")
+    code, _, err = cli(capsys, "sweep", "--model", "mymodel:build", "--data", "data.npz", "--weights", "other.pt")
+    assert code == 2 and "does not fit the model" in err
+
+
+def test_unknown_flag_prints_the_subcommands_usage(tmp_path):
+    done = run_cli(tmp_path, "sweep", "--modle", "x")
+    assert done.returncode == 2 and "usage: pyfastent sweep" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_version_and_a_closed_pipe(tmp_path):
+    assert run_cli(tmp_path, "--version").stdout.strip() == f"pyfastent {pf.__version__}"
+    done = subprocess.run(f"{sys.executable} -m pyfastent info | head -n 1", shell=True, capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.stdout.startswith("backend") and "Traceback" not in done.stderr and "Broken" not in done.stderr
+
+
+def test_submodules_load_on_first_use_only(tmp_path):
+    code = ("import sys, pyfastent; before = {m for m in ('pyfastent.nn', 'pyfastent.plot', 'matplotlib', 'sklearn') "
+            "if m in sys.modules}; pyfastent.nn.capture; pyfastent.models.mlp; pyfastent.plot; pyfastent.data.digits;"
+            " print(sorted(before), 'pyfastent.nn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[] True"
+
+
+def drawn_figure(monkeypatch, draw, table, path):
+    from matplotlib.figure import Figure
+
+    figures = []
+    original = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figures.append(self) or original(self, *a, **k))
+    draw(table, path)
+    return figures[0]
+
+
+def test_pictures_tell_layers_apart_and_carry_their_references(demo_dir, tmp_path, monkeypatch):
+    table = pnn.InformationPlane.load(demo_dir / "information_plane.jsonl")
+    fig = drawn_figure(monkeypatch, plot.information_plane, table, tmp_path / "ip.png")
+    renyi, logdet = fig.axes[:2]
+    colours = {line.get_label(): line.get_color() for line in renyi.get_lines() if not line.get_label().startswith("_")}
+    assert list(colours) == table.metadata["layers"] and len(set(map(str, colours.values()))) == len(colours)
+    h_y = table.metadata["label_entropy_bits"]
+    assert any(list(line.get_ydata()) == [h_y, h_y] for line in logdet.get_lines())  # the H(Y) reference
+    assert any("not\nbounded by the label entropy" in t.get_text() for t in logdet.texts)  # LogDet I(T;Y) > H(Y)
+    assert not any("bounded" in t.get_text() for t in renyi.texts)
+    assert fig.legends and not renyi.get_legend()  # the legend is outside the data
+    curves = drawn_figure(monkeypatch, plot.layer_curves, table, tmp_path / "lc.png")
+    assert all(float(t).is_integer() for t in curves.axes[0].get_xticks())
+    te = drawn_figure(monkeypatch, plot.te_plane, table, tmp_path / "te.png")
+    floor = [r["value"] for r in table.values("te_x_floor")]
+    assert any(abs(line.get_xdata()[0] - max(floor)) < 1e-15 for line in te.axes[0].get_lines()
+               if len(line.get_xdata()) == 2)  # the largest shuffled TE is drawn

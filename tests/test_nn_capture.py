@@ -111,7 +111,7 @@ def test_dpi_check_flags_a_constructed_violation(tmp_path):
     assert v["size"] == pytest.approx(rows["restore"]["i_xt"] - rows["squash"]["i_xt"], abs=1e-12)
     assert v["size"] > 0.5
     path = result.to_csv(tmp_path / "sweep.csv")
-    assert path.read_text().splitlines()[0] == "layer,estimator,h_t,i_xt,i_ty"
+    assert path.read_text().splitlines()[0] == "layer,estimator,units,h_t,i_xt,i_ty"
     assert len(path.read_text().splitlines()) == 3
 
 

@@ -73,7 +73,7 @@ def test_pid_over_many_feature_maps():
     labels = torch.randint(0, 10, (449,), generator=g)
     import pyfastent.nn as pnn
 
-    est = pf.Renyi(sigma=6.0)
+    est = pf.Renyi(sigma=12.0)
     rows = pnn.feature_map_pid(maps, labels, estimator=est, counts=[16, 17, 32, 64])
     h_labels = est.entropy(labels)
     for r in rows:

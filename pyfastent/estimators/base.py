@@ -114,7 +114,8 @@ class Estimator(abc.ABC):
         if nats >= math.log(SATURATION * n):
             advice = self._saturation_advice(payloads)
             if advice:
-                names = ", ".join(p.name for p in prepared)
+                names = ", ".join(p.name for p in prepared[:6]) + (
+                    f", … ({len(prepared)} variables)" if len(prepared) > 6 else "")
                 warn_once_per_call_site(
                     f"the {self.label} entropy of ({names}) is {nats / self._ln_base:.4g} {self.units}, at its "
                     f"ceiling log N = {math.log(n) / self._ln_base:.4g} (N = {n}; effective number of states "

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from pyfastent import _checks
+from pyfastent._memory import ensure_square_fits
 from pyfastent.estimators.base import Estimator, _base_suffix
 from pyfastent.ops.logdet import MODES, centred_gram, spd_logdet
 from pyfastent.variable import row_codes
@@ -28,6 +29,9 @@ class Features:
 
     def gram(self) -> torch.Tensor:
         if self._gram is None:
+            n, d = self.x.shape
+            # The N×N Gram and the centred copy of X it is built from.
+            ensure_square_fits(n, torch.float64, self.x.device, 1 + d / n, "the LogDet Gram matrix (Sylvester side)")
             self._gram = centred_gram(self.x[None], self.mode, 1.0, columns=False)[0]  # [N, N]
         return self._gram
 
@@ -78,6 +82,17 @@ class LogDet(Estimator):
         beta = "paper" if self.beta is None else f"{self.beta:g}"
         return f"logdet(b={beta},{self.mode}{_base_suffix(self.base)})"
 
+    def resolve_beta(self, x) -> "LogDet":
+        """Fix ``beta="paper"`` now, as 100 × the columns of ``x`` (e.g. the
+        probe inputs), without preparing anything; a no-op when β is set.
+        Returns the estimator."""
+        if self.beta is None:
+            t = _checks.as_tensor("x", x)
+            if t.dim() < 1 or t.shape[0] < 1:
+                raise ValueError(f"x must have shape (N, ...), got {tuple(t.shape)}")
+            self.beta = PAPER_BETA_PER_COLUMN * (t[0].numel() if t.dim() > 1 else 1)
+        return self
+
     def dpi_slack(self, value):
         """1e-9 relative: float64 Cholesky of I + β·C, whose eigenvalues are ≥ 1."""
         return 1e-9 * max(1.0, abs(value))
@@ -92,11 +107,17 @@ class LogDet(Estimator):
     def _joint_nats(self, payloads):
         n = payloads[0].x.shape[0]
         d = sum(p.x.shape[1] for p in payloads)
-        if d <= n:
+        device = payloads[0].x.device
+        if d <= n:  # I + βC, its Cholesky factor, the concatenated and the centred columns
+            ensure_square_fits(d, torch.float64, device, 2 + 2 * n / d, "I + beta*C")
             x = torch.cat([p.x for p in payloads], dim=1)  # [N, d]
             m = centred_gram(x[None], self.mode, self.beta / n, columns=True)[0]  # [d, d]
-        else:
-            m = sum(p.gram() for p in payloads) * (self.beta / n)  # [N, N], Sylvester side
+        else:  # [N, N], Sylvester side, from the variables' kept Gram matrices, summed in place
+            grams = [p.gram() for p in payloads]
+            ensure_square_fits(n, torch.float64, device, 2, "I + beta*C")  # the sum and its Cholesky factor
+            m = grams[0] * (self.beta / n)
+            for g in grams[1:]:
+                m.add_(g, alpha=self.beta / n)
         m.diagonal().add_(1.0)
         if not _checks.all_finite(m):
             raise ValueError(f"I + beta*C overflows float64 (beta = {self.beta:g}): rescale the data or lower beta")

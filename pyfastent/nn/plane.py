@@ -1,6 +1,7 @@
 """Information-plane tracking during training (DESIGN.md 3.6)."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 
 import torch
@@ -8,15 +9,16 @@ from torch import nn
 
 import pyfastent
 from pyfastent import _checks
-from pyfastent.estimators import Renyi
+from pyfastent.estimators import Discrete, LogDet, Renyi
 from pyfastent.nn.capture import select_layers
 from pyfastent.nn.sweep import default_estimators, layer_variable, measure_layers
-from pyfastent.nn.table import PlaneTable
+from pyfastent.nn.table import PlaneTable, StepLog, metric_values
 from pyfastent.nn.transfer import TrainingSeries, binarized, sampled_te
 from pyfastent.variable import Variable
 from pyfastent.widths import Smoothed
 
 INPUT = "input"
+TE_ESTIMATOR = "binary-te"  # the estimator column of layer transfer-entropy rows
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,19 @@ class InformationPlane:
         sigma_smoothing: momentum m of σ_t = m·σ_{t−1} + (1−m)·σ*_t per
             layer for Rényi widths (e.g. 0.9); ``None`` for no smoothing.
         transfer_entropy: a ``LayerTE`` (or ``True`` for the defaults).
+        log: a ``.jsonl`` path: every measured step is appended to it (one
+            line, flushed and fsync'd) as soon as it is measured, so a crash
+            loses at most the step in flight. ``InformationPlane.load`` reads it.
+        resume: continue an existing ``log`` (written by the same settings)
+            instead of refusing to touch it: its rows are loaded, step
+            numbers and smoothed widths continue from its last step.
+        progress: a progress bar per measured step (``None``: only when
+            stderr is a terminal).
     """
 
     def __init__(self, model: nn.Module, x_probe, y_probe, estimators=None, layers=None, every: int = 1,
-                 channels: bool = False, sigma_smoothing: float | None = None, transfer_entropy=None):
+                 channels: bool = False, sigma_smoothing: float | None = None, transfer_entropy=None,
+                 log=None, resume: bool = False, progress: bool | None = None):
         self.model = model
         y_probe = _checks.labels("y_probe", y_probe)
         n_x, n_y = len(x_probe), len(y_probe)
@@ -89,6 +100,10 @@ class InformationPlane:
             raise ValueError(f"y_probe has {n_y} samples but x_probe has {n_x}")
         self.x_probe, self.y_probe = x_probe, y_probe
         self.estimators = tuple(estimators) if estimators is not None else default_estimators(x_probe)
+        for est in self.estimators:
+            if isinstance(est, LogDet):
+                est.resolve_beta(x_probe)  # labels are fixed from the first row on
+        self.progress = progress
         self.layers = layers
         self.names = select_layers(model, layers)
         self.every = _checks.positive_int("every", every)
@@ -104,8 +119,21 @@ class InformationPlane:
         self._series = TrainingSeries(self.te.window) if self.te else None
         self._handles: list = []
         self.table = PlaneTable(self._metadata())
+        self._log = StepLog(log, self.table.metadata, resume) if log is not None else None
+        if self._log is not None and self._log.rows:
+            self._continue_from(self._log.rows)
         if self.te:
             self._attach_te_hooks()
+
+    def _continue_from(self, rows: list) -> None:
+        """Take up a resumed log: its rows, the next step number, the last widths."""
+        self.table.rows.extend(rows)
+        last = max(r["step"] for r in rows)
+        self._calls = last + self.every  # the next call measures, as step last + every
+        index = {e.label: i for i, e in enumerate(self.estimators)}
+        for r in rows:
+            if r["step"] == last and r["quantity"] == "sigma" and r["estimator"] in index:
+                self._sigma[(index[r["estimator"]], r["layer"])] = r["value"]
 
     def _metadata(self) -> dict:
         n_probe = int(torch.as_tensor(self.y_probe).shape[0])
@@ -120,6 +148,7 @@ class InformationPlane:
             "channels": self.channels,
             "sigma_smoothing": self.sigma_smoothing,
             "transfer_entropy": asdict(self.te) if self.te else None,
+            "label_entropy_bits": Discrete().entropy(self.y_probe),
             "pyfastent": pyfastent.__version__,
             "torch": torch.__version__,
         }
@@ -151,8 +180,11 @@ class InformationPlane:
 
     def step(self, epoch=None, **metrics) -> bool:
         """Count one call; measure on every ``every``-th. ``metrics`` (loss,
-        accuracy, …) are stored on every row of the step. Returns whether it
-        measured."""
+        accuracy, …: numbers, one-element tensors or strings) are stored on
+        every row of the step, numbers as floats. Returns whether it
+        measured. With a ``log``, the step is on disk when this returns."""
+        metrics = metric_values(metrics)
+        epoch = int(epoch) if isinstance(epoch, (torch.Tensor, numbers.Integral)) else epoch
         self._calls += 1
         if (self._calls - 1) % self.every:
             return False
@@ -161,21 +193,27 @@ class InformationPlane:
         self.model.eval()
         try:
             rows, prepared = measure_layers(self.model, self.x_probe, self.y_probe, self.estimators,
-                                            self.layers, self._variable)
+                                            self.layers, self._variable, progress=self.progress,
+                                            description=f"step {step}")
         finally:
             self.model.train(was_training)
         base = {"step": step, "epoch": epoch}
+        new: list = []
         for r in rows:
             for quantity in ("h_t", "i_xt", "i_ty"):
-                self._add(base, r["layer"], r["estimator"], quantity, r[quantity], metrics)
-        self._record_sigmas(base, prepared, metrics)
+                new.append(self._row(base, r["layer"], r["estimator"], quantity, r[quantity], metrics))
+        new += self._sigma_rows(base, prepared, metrics)
         if self.te:
-            self._record_te(base, metrics)
+            new += self._te_rows(base, metrics)
+        if self._log is not None:
+            self._log.append(step, new)
+        self.table.rows.extend(new)
         return True
 
-    def _add(self, base, layer, estimator, quantity, value, metrics):
-        self.table.rows.append({**base, "layer": layer, "estimator": estimator, "quantity": quantity,
-                                "value": float(value), **metrics})
+    @staticmethod
+    def _row(base, layer, estimator, quantity, value, metrics) -> dict:
+        return {**base, "layer": layer, "estimator": estimator, "quantity": quantity, "value": float(value),
+                **metrics}
 
     def _variable(self, i, name, activation):
         var = layer_variable(activation, self.channels)
@@ -185,35 +223,47 @@ class InformationPlane:
         rule = Smoothed(est.sigma, self._sigma.get((i, name)), self.sigma_smoothing)
         return Variable(activation, sigma=rule)
 
-    def _record_sigmas(self, base, prepared, metrics):
+    def _sigma_rows(self, base, prepared, metrics) -> list:
+        rows = []
         for name, per_est in prepared.items():
             for i, p in enumerate(per_est):
                 sigma = getattr(p.payload, "sigma", ())
                 if len(sigma) == 1:
                     self._sigma[(i, name)] = sigma[0]
-                    self._add(base, name, self.estimators[i].label, "sigma", sigma[0], metrics)
+                    rows.append(self._row(base, name, self.estimators[i].label, "sigma", sigma[0], metrics))
+        return rows
 
-    def _record_te(self, base, metrics):
+    def _te_rows(self, base, metrics) -> list:
         series = self._series.series()
         if INPUT not in series or series[INPUT].shape[0] < self.te.lag + 2:
-            return  # no training samples seen since the last measurement
+            return []  # no training samples seen since the last measurement
         bits = binarized(series, self.te.threshold, softmax_output=True)
         g = torch.Generator().manual_seed(self.te.seed)
         names = list(bits)
         output = names[-1]
 
-        def te(src, dst):
-            return sampled_te(bits[src], bits[dst], self.te.max_pairs, self.te.lag, g)
+        def te(src, dst, floor=False):
+            return sampled_te(bits[src], bits[dst], self.te.max_pairs, self.te.lag, g, floor)
+
+        rows = []
+
+        def add(layer, quantity, value):
+            rows.append(self._row(base, layer, TE_ESTIMATOR, quantity, value, metrics))
 
         for prev, layer in zip(names[:-1], names[1:]):
             inflow = te(prev, layer)
-            for quantity, value in (("te_in_mean", inflow.mean()), ("te_in_sum", inflow.sum()),
-                                    ("te_in_pairs", inflow.numel())):
-                self._add(base, layer, "binary-te", quantity, value, metrics)
-            self._add(base, layer, "binary-te", "te_x", te(INPUT, layer).mean(), metrics)
+            add(layer, "te_in_mean", inflow.mean())
+            add(layer, "te_in_sum", inflow.sum())
+            add(layer, "te_in_pairs", inflow.numel())
+            to_layer, floor = te(INPUT, layer, floor=True)
+            add(layer, "te_x", to_layer.mean())
+            add(layer, "te_x_floor", floor.mean())
             if layer != output:
-                self._add(base, layer, "binary-te", "te_y", te(layer, output).mean(), metrics)
+                from_layer, floor = te(layer, output, floor=True)
+                add(layer, "te_y", from_layer.mean())
+                add(layer, "te_y_floor", floor.mean())
         self._series.clear()
+        return rows
 
     def save(self, path):
         """Write the table (``.csv`` or ``.jsonl``) with its metadata header."""

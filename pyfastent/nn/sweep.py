@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from pyfastent import _checks
+from pyfastent._progress import progress_bar
 from pyfastent.estimators import Estimator, LogDet, Renyi
 from pyfastent.estimators.logdet import PAPER_BETA_PER_COLUMN
 from pyfastent.measures import mutual_information
@@ -17,7 +18,7 @@ from pyfastent.nn.capture import _named, run_hooked, select_layers
 from pyfastent.nn.graph import dpi_pairs
 from pyfastent.variable import Variable
 
-COLUMNS = ("layer", "estimator", "h_t", "i_xt", "i_ty")
+COLUMNS = ("layer", "estimator", "units", "h_t", "i_xt", "i_ty")
 
 
 @dataclass
@@ -25,9 +26,9 @@ class SweepResult:
     """Per-layer information quantities of one sweep.
 
     Attributes:
-        rows: dicts with ``layer``, ``estimator`` (its ``label``), ``h_t``,
-            ``i_xt``, ``i_ty`` (in the estimator's units), in forward order
-            per estimator.
+        rows: dicts with ``layer``, ``estimator`` (its ``label``),
+            ``units``, ``h_t``, ``i_xt``, ``i_ty``, in forward order per
+            estimator.
         dpi_violations: dicts with ``estimator``, ``quantity`` (``"i_xt"`` or
             ``"i_ty"``), ``earlier``, ``later`` (layer names), ``size`` (how
             much the later layer exceeds the earlier one) and ``tolerance``.
@@ -105,12 +106,15 @@ def layer_variable(activation: torch.Tensor, channels: bool) -> Variable:
     return Variable(activation, channels=channels and activation.dim() >= 3)
 
 
-def measure_layers(model: nn.Module, x, y, estimators, layers, variable) -> tuple[list, dict]:
+def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progress: bool | None = None,
+                   description: str = "layer sweep") -> tuple[list, dict]:
     """Run the model once and measure every selected layer with every estimator.
 
     ``variable(i, name, activation)`` makes estimator i's variable for a
     layer. Each layer is prepared as soon as its hook fires and its raw
     activation is then dropped; X and Y are prepared once per estimator.
+    A progress bar counts each layer's preparation and measurement per
+    estimator (``progress=None``: only on a terminal).
 
     Returns:
         (rows, prepared): wide rows (see ``SweepResult``) and
@@ -119,29 +123,40 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable) -> tupl
     estimators = tuple(estimators)
     if not estimators or not all(isinstance(e, Estimator) for e in estimators):
         raise ValueError(f"estimators must be a non-empty sequence of pyfastent estimators, got {estimators!r}")
-    prepared_xy = [(est, est.prepare(x, "x"), est.prepare(y, "y")) for est in estimators]
-    prepared: dict = {}
+    names = select_layers(model, layers)
+    bar = progress_bar(2 * len(names) * len(estimators), description, progress, unit="layer")
+    try:
+        prepared_xy = [(est, est.prepare(x, "x"), est.prepare(y, "y")) for est in estimators]
+        prepared: dict = {}
 
-    def prepare_layer(name, activation):
-        prepared[name] = [est.prepare(variable(i, name, activation), name) for i, est in enumerate(estimators)]
+        def prepare_layer(name, activation):
+            if name not in names:  # a reused module's later call: one more layer to measure
+                bar.total += 2 * len(estimators)
+            bar.set_postfix_str(f"preparing {name}")
+            prepared[name] = [est.prepare(variable(i, name, activation), name) for i, est in enumerate(estimators)]
+            bar.update(len(estimators))
 
-    order = run_hooked(model, x, select_layers(model, layers), prepare_layer, required=_named(layers))
-    rows = []
-    for i, (est, px, py) in enumerate(prepared_xy):
-        for name in order:
-            pt = prepared[name][i]
-            rows.append({
-                "layer": name,
-                "estimator": est.label,
-                "h_t": est.joint_entropy([pt]),
-                "i_xt": mutual_information(px, pt, estimator=est),
-                "i_ty": mutual_information(pt, py, estimator=est),
-            })
+        order = run_hooked(model, x, names, prepare_layer, required=_named(layers))
+        rows = []
+        for i, (est, px, py) in enumerate(prepared_xy):
+            for name in order:
+                bar.set_postfix_str(f"{est.label} {name}")
+                pt = prepared[name][i]
+                rows.append({
+                    "layer": name,
+                    "estimator": est.label,
+                    "h_t": est.joint_entropy([pt]),
+                    "i_xt": mutual_information(px, pt, estimator=est),
+                    "i_ty": mutual_information(pt, py, estimator=est),
+                })
+                bar.update(1)
+    finally:
+        bar.close()
     return rows, prepared
 
 
 def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: bool = False,
-                dpi_tolerance: float | None = None) -> SweepResult:
+                dpi_tolerance: float | None = None, progress: bool | None = None) -> SweepResult:
     """H(T), I(X;T) and I(T;Y) for every captured layer T and every estimator.
 
     Every Gram matrix or covariance is built once per call; the model runs
@@ -159,6 +174,8 @@ def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: 
         dpi_tolerance: slack before a DPI violation is reported, in the
             estimators' units; ``None`` uses each estimator's round-off
             slack (``Estimator.dpi_slack``).
+        progress: a progress bar over the layers (``None``: only when
+            stderr is a terminal; ``False``: never).
 
     Returns:
         ``SweepResult``. The DPI is checked on the layer pairs where one
@@ -167,8 +184,10 @@ def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: 
     y = _checks.labels("y", y)
     estimators = tuple(estimators) if estimators is not None else default_estimators(x)
     rows, prepared = measure_layers(model, x, y, estimators, layers,
-                                    lambda i, name, act: layer_variable(act, channels))
+                                    lambda i, name, act: layer_variable(act, channels), progress)
+    units = {e.label: e.units for e in estimators}
+    rows = [{"layer": r["layer"], "estimator": r["estimator"], "units": units[r["estimator"]],
+             **{q: r[q] for q in ("h_t", "i_xt", "i_ty")}} for r in rows]
     pairs, how = dpi_pairs(model, list(prepared))
     tolerance = dpi_tolerance if dpi_tolerance is not None else {e.label: e.dpi_slack for e in estimators}
-    return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how,
-                       {e.label: e.units for e in estimators})
+    return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how, units)

@@ -78,12 +78,21 @@ def sample_neurons(n_target: int, n_source: int, max_pairs: int | None, generato
 
 
 def sampled_te(source: torch.Tensor, target: torch.Tensor, max_pairs: int | None, lag: int,
-               generator: torch.Generator) -> torch.Tensor:
-    """``pairwise_te`` on a random grid of at most ``max_pairs`` neuron pairs."""
+               generator: torch.Generator, floor: bool = False):
+    """``pairwise_te`` on a random grid of at most ``max_pairs`` neuron pairs.
+
+    With ``floor``, also returns the same TE with the source's time order
+    shuffled (one permutation from ``generator``): what the estimator gives
+    when the source carries no information about the target's next state,
+    the noise floor against which small TE values are read.
+    """
     t_idx, s_idx = sample_neurons(target.shape[1], source.shape[1], max_pairs, generator)
     if t_idx is not None:
         target, source = target[:, t_idx], source[:, s_idx]
-    return pairwise_te(source, target, lag)
+    te = pairwise_te(source, target, lag)
+    if not floor:
+        return te
+    return te, pairwise_te(source[torch.randperm(source.shape[0], generator=generator)], target, lag)
 
 
 def layer_transfer_entropy(series, threshold: float = 0.5, softmax_output: bool = True, max_pairs: int | None = 4096,

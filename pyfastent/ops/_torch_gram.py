@@ -8,19 +8,21 @@ def squared_distances(x: torch.Tensor) -> torch.Tensor:
     """Pairwise squared Euclidean distances of the rows of x: [N, D] -> [N, N].
 
     Rows are centred first: distances do not change, and the expansion
-    ‖a‖² + ‖b‖² − 2a·b then loses far fewer digits to cancellation.
+    ‖a‖² + ‖b‖² − 2a·b then loses far fewer digits to cancellation. One
+    N×N matrix is allocated; the expansion is applied to it in place.
     """
     x = x - x.mean(dim=0, keepdim=True)
     sq = (x * x).sum(dim=1)  # [N]
-    d = torch.addmm(sq[:, None] + sq[None, :], x, x.T, alpha=-2.0)  # [N, N]
+    d = x @ x.T  # [N, N]
+    d.mul_(-2.0).add_(sq[:, None]).add_(sq[None, :])
     d.clamp_(min=0.0)  # round-off can make tiny distances negative
     d.fill_diagonal_(0.0)
     return d
 
 
-def rbf(sq_dist: torch.Tensor, sigma: float) -> torch.Tensor:
-    """exp(−d² / (2σ²)) elementwise: [N, N] -> [N, N]."""
-    return torch.exp(sq_dist * (-0.5 / (sigma * sigma)))
+def rbf_(sq_dist: torch.Tensor, sigma: float) -> torch.Tensor:
+    """exp(−d² / (2σ²)) in place: [N, N] -> the same tensor."""
+    return sq_dist.mul_(-0.5 / (sigma * sigma)).exp_()
 
 
 def delta(codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -33,8 +35,8 @@ def linear(x: torch.Tensor) -> torch.Tensor:
     return x @ x.T
 
 
-def normalize(k: torch.Tensor) -> torch.Tensor:
-    """A_ij = K_ij / (N · sqrt(K_ii K_jj)), so that tr A = 1: [N, N] -> [N, N].
+def normalize_(k: torch.Tensor) -> torch.Tensor:
+    """A_ij = K_ij / (N · sqrt(K_ii K_jj)) in place, so that tr A = 1: [N, N] -> [N, N].
 
     Raises ValueError when some K_ii ≤ 0 (a zero sample under the linear
     kernel), where the normalization is undefined.
@@ -47,8 +49,8 @@ def normalize(k: torch.Tensor) -> torch.Tensor:
             f"x has {bad} samples with K_ii <= 0 (all-zero rows under the linear kernel); "
             "the normalized Gram matrix is undefined for them"
         )
-    scale = diag.rsqrt()
-    return k * scale[:, None] * scale[None, :] / n
+    scale = diag.rsqrt()  # a new [N] tensor: the diagonal view changes below
+    return k.mul_(scale[:, None]).mul_(scale[None, :]).div_(n)
 
 
 def positive_trace(trace: float) -> float:
@@ -68,7 +70,7 @@ def hadamard(mats: list[torch.Tensor]) -> torch.Tensor:
     factors of 1/N underflow float32 at N = 449. One division at the end.
     """
     out = None
-    for m in mats:
-        factor = m * (m.shape[0] / positive_trace(float(m.diagonal().sum())))
-        out = factor if out is None else out.mul_(factor)
+    for m in mats:  # one N×N matrix: the factors are applied in place
+        scale = m.shape[0] / positive_trace(float(m.diagonal().sum()))
+        out = m * scale if out is None else out.mul_(m).mul_(scale)
     return out.div_(positive_trace(float(out.diagonal().sum())))

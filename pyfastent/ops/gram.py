@@ -32,23 +32,26 @@ def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str,
         the σ used (empty for the linear and delta kernels).
     """
     values = obs.values
-    if kernel == "delta":
-        ensure_square_fits(obs.n, torch.float32, values.device, copies=2, what=f"the Gram matrix of {name}")
-        return _torch_gram.delta(row_codes(values), torch.float32) / obs.n, ()
+    what = f"the Gram matrix of {name}"
+    if kernel == "delta":  # a boolean comparison, then the float matrix
+        ensure_square_fits(obs.n, torch.float32, values.device, copies=1.25, what=what)
+        return _torch_gram.delta(row_codes(values), torch.float32).div_(obs.n), ()
     dtype = _checks.overflow_safe_dtype(name, values.reshape(obs.n, -1), centred=kernel != "linear")
-    # The distances, the kernel and its normalization each hold one N×N matrix.
-    ensure_square_fits(obs.n, dtype, values.device, copies=3, what=f"the Gram matrix of {name}")
+    # The kernel is built in place of the distances: one N×N matrix, plus the
+    # running sum for channels, plus what the width rule allocates.
+    squares = 1.0 if kernel == "linear" else 1.0 + (values.dim() == 3) + rule.peak_squares
+    ensure_square_fits(obs.n, dtype, values.device, copies=squares, what=what)
     x = values.to(dtype)
     if resolve_backend(backend, [x], "gram") == "cuda":
         return _cuda_normalized_gram(x, kernel, rule, obs.n)
     if kernel == "linear":
-        return _torch_gram.normalize(_torch_gram.linear(x.reshape(obs.n, -1))), ()
+        return _torch_gram.normalize_(_torch_gram.linear(x.reshape(obs.n, -1))), ()
     if x.dim() == 3:
         return _channel_gram(x, rule, name)
     sq = _torch_gram.squared_distances(x)
     sigma = rule(sq, obs.n, x.shape[1])
     # RBF: K_ii = 1, so the normalization is a division by N.
-    return _torch_gram.rbf(sq, sigma).div_(obs.n), (sigma,)
+    return _torch_gram.rbf_(sq, sigma).div_(obs.n), (sigma,)
 
 
 def _channel_gram(x: torch.Tensor, rule: WidthRule, name: str):
@@ -60,8 +63,9 @@ def _channel_gram(x: torch.Tensor, rule: WidthRule, name: str):
         sigma = rule(sq, n, d)
         sigmas.append(sigma)
         weighted.add_(sq, alpha=1.0 / (sigma * sigma))
+        del sq  # before the next channel's distances are allocated
     # Hadamard product of per-channel RBFs = exp(−½ Σ_c d_c²/σ_c²); its trace is N.
-    return _torch_gram.rbf(weighted, 1.0).div_(n), tuple(sigmas)
+    return _torch_gram.rbf_(weighted, 1.0).div_(n), tuple(sigmas)
 
 
 def _cuda_normalized_gram(x: torch.Tensor, kernel: str, rule: WidthRule, n: int):
@@ -78,7 +82,7 @@ def _cuda_normalized_gram(x: torch.Tensor, kernel: str, rule: WidthRule, n: int)
         sigmas = [rule(sq[ch], n, d) for ch in range(c)]
         weights = torch.tensor([1.0 / (s * s) for s in sigmas], dtype=x.dtype, device=x.device)
         weighted = torch.einsum("c,cij->ij", weights, sq)
-        return _torch_gram.rbf(weighted, 1.0).div_(n), tuple(sigmas)
+        return _torch_gram.rbf_(weighted, 1.0).div_(n), tuple(sigmas)
     d = x.shape[1]
     if not rule.needs_distances:
         sigma = rule(None, n, d)

@@ -6,12 +6,15 @@ or ``"cuda"``.
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
 from pyfastent import _checks
+from pyfastent._memory import ensure_square_fits
 from pyfastent._native import _C, resolve_backend
 from pyfastent.ops import _torch_gram
+from pyfastent.ops._torch_spectrum import squared_norm64
 
 _MODES = ("rbf", "linear", "sqdist")
 
@@ -71,7 +74,7 @@ def _batched_gram(x: torch.Tensor, kernel: str, s: torch.Tensor | None, backend:
         param = -0.5 / (s * s) if s is not None else None
         return _cuda_gram.gram(x, mode, param, 1.0 / n, k_offset=x.mean(dim=1).contiguous())
     if kernel == "linear":
-        return torch.stack([_torch_gram.normalize(_torch_gram.linear(xi)) for xi in x])
+        return torch.stack([_torch_gram.normalize_(_torch_gram.linear(xi)) for xi in x])
     sq = torch.stack([_torch_gram.squared_distances(xi) for xi in x])
     if kernel == "sqdist":
         return sq
@@ -109,7 +112,7 @@ def _hadamard_gram(x: torch.Tensor, s: torch.Tensor, backend: str) -> torch.Tens
         one = torch.full((1,), -0.5, dtype=x.dtype, device=x.device)
         return _cuda_gram.gram(flat[None], _C.GRAM_RBF, one, 1.0 / n, k_offset=flat.mean(0)[None].contiguous(),
                                k_scale=scale[None].contiguous())[0]
-    return _torch_gram.rbf(_torch_gram.squared_distances(flat * scale), 1.0) / n
+    return _torch_gram.rbf_(_torch_gram.squared_distances(flat * scale), 1.0).div_(n)
 
 
 def hadamard_normalized(mats, backend: str = "auto") -> torch.Tensor:
@@ -128,6 +131,7 @@ def _hadamard_normalized(mats: list, backend: str) -> torch.Tensor:
     # The widest dtype: a float32 factor (a label kernel) must not cut float64 data.
     dtype = functools.reduce(torch.promote_types, [m.dtype for m in mats])
     mats = [m.to(dtype) for m in mats]
+    ensure_square_fits(mats[0].shape[0], dtype, mats[0].device, 1, "the joint Gram matrix")
     if len(mats) <= 3 and resolve_backend(backend, mats, "hadamard_normalized") == "cuda":
         from pyfastent.ops import _cuda_gram
 
@@ -182,10 +186,12 @@ def alpha2_entropies(x, y, sigma_x: float, sigma_y: float | None = None, base: f
             None if labels else yt.mean(0).contiguous(), codes)
         values = -torch.log(sums / (n * n))
         return tuple(float(v) / ln_base for v in values)
-    kx = _torch_gram.rbf(_torch_gram.squared_distances(xt), sx)
+    ensure_square_fits(n, dtype, xt.device, 2.5, "alpha2_entropies")  # K_x, K_y and a boolean label comparison
+    kx = _torch_gram.rbf_(_torch_gram.squared_distances(xt), sx)
     if labels:
         ky = _torch_gram.delta(torch.unique(yt, return_inverse=True)[1], xt.dtype)
     else:
-        ky = _torch_gram.rbf(_torch_gram.squared_distances(yt), sy)
-    sums = [(k.double() ** 2).sum() for k in (kx, ky, kx * ky)]
-    return tuple(float(-torch.log(s / (n * n))) / ln_base for s in sums)
+        ky = _torch_gram.rbf_(_torch_gram.squared_distances(yt), sy)
+    sums = [float(squared_norm64(kx)), float(squared_norm64(ky))]
+    sums.append(float(squared_norm64(kx.mul_(ky))))  # the joint, in kx's memory
+    return tuple(-math.log(s / (n * n)) / ln_base for s in sums)

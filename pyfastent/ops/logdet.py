@@ -72,8 +72,8 @@ def centred_gram(x: torch.Tensor, mode: str, coef: float, columns: bool, backend
         return _cuda_gram.gram(x, _C.GRAM_SCALED, param, k_offset=mean.contiguous(), k_scale=scale)
     xc = x - mean[:, None, :]
     if scale is not None:
-        xc = xc * scale[:, None, :]
-    return (xc.transpose(1, 2) @ xc if columns else xc @ xc.transpose(1, 2)) * coef
+        xc.mul_(scale[:, None, :])
+    return (xc.transpose(1, 2) @ xc if columns else xc @ xc.transpose(1, 2)).mul_(coef)
 
 
 def identity_plus_covariance(x: torch.Tensor, beta: float, mode: str, backend: str = "auto") -> torch.Tensor:

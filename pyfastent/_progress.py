@@ -1,0 +1,13 @@
+"""Progress bars for long work (tqdm on stderr)."""
+from __future__ import annotations
+
+import sys
+
+
+def progress_bar(total: int, description: str, enabled: bool | None = None, unit: str = "it"):
+    """A tqdm bar on stderr. ``enabled=None`` shows it only when stderr is a
+    terminal (never in logs or CI); ``False`` never, ``True`` always."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, leave=False,
+                disable=None if enabled is None else not enabled, dynamic_ncols=True)
