@@ -3,6 +3,7 @@ processing inequality check of DESIGN.md 3.6."""
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pyfastent.estimators.logdet import PAPER_BETA_PER_COLUMN
 from pyfastent.measures import mutual_information
 from pyfastent.nn.capture import _named, run_hooked, select_layers
 from pyfastent.nn.graph import dpi_pairs
+from pyfastent.nn.table import atomic_write
 from pyfastent.variable import Variable
 
 COLUMNS = ("layer", "estimator", "units", "h_t", "i_xt", "i_ty")
@@ -46,12 +48,13 @@ class SweepResult:
     units: dict = field(default_factory=dict)
 
     def to_csv(self, path) -> Path:
-        """Write ``rows`` as CSV; returns the path."""
+        """Write ``rows`` as CSV (atomically: a failed write keeps the old file); returns the path."""
         path = Path(path)
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in r.items()} for r in self.rows)
+        atomic_write(path, buf.getvalue())
         return path
 
 
