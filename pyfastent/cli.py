@@ -30,6 +30,10 @@ from pyfastent.estimators.base import SATURATION
 ESTIMATORS = {"renyi": Renyi, "logdet": LogDet, "discrete": Discrete}  # LogDet: β = 100·d of X
 
 
+def _estimator(name: str, method: str):
+    return Renyi(method=method) if name == "renyi" else ESTIMATORS[name]()
+
+
 class UsageError(Exception):
     """A mistake on the command line or in its inputs: one line, exit code 2."""
 
@@ -90,6 +94,8 @@ def _parser():
     sweep.add_argument("--layers", help="comma-separated module names (default: every leaf layer)")
     sweep.add_argument("--estimators", default="renyi,logdet", help="comma-separated: renyi, logdet, discrete")
     sweep.add_argument("--channels", action="store_true", help="conv maps per channel (multivariate Rényi)")
+    sweep.add_argument("--method", choices=("auto", "exact", "lanczos"), default="auto",
+                       help="Rényi spectra: exact, randomized (lanczos), or auto: exact up to N = 4096")
     sweep.add_argument("--seed", type=int, default=0, help="torch seed set before the model is built")
     sweep.add_argument("--out", default="sweep.csv", help="CSV file to write (default: sweep.csv)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -269,10 +275,13 @@ def run_sweep(args) -> int:
     select_layers(model, layers)  # unknown names are an error now, not after the forward pass
     inputs = model_inputs(model, x)
 
-    result = layer_sweep(model, inputs, torch.as_tensor(y), estimators=[ESTIMATORS[n]() for n in names],
+    result = layer_sweep(model, inputs, torch.as_tensor(y), estimators=[_estimator(n, args.method) for n in names],
                          layers=layers, channels=args.channels, progress=False if args.no_progress else None)
-    print(text_table(result.rows, {"layer": "layer", "estimator": "estimator", "units": "units",
-                                   "h_t": "H(T)", "i_xt": "I(X;T)", "i_ty": "I(T;Y)"}))
+    columns = {"layer": "layer", "estimator": "estimator", "units": "units", "h_t": "H(T)", "i_xt": "I(X;T)",
+               "i_ty": "I(T;Y)"}
+    if any("i_xt_se" in r for r in result.rows):
+        columns.update({"i_xt_se": "± I(X;T)", "i_ty_se": "± I(T;Y)"})
+    print(text_table(result.rows, columns))
     for v in result.dpi_violations:
         print(f"DPI violation ({v['estimator']}): {v['quantity']} rises from {v['earlier']} to {v['later']} by "
               f"{v['size']:.4g} {result.units[v['estimator']]}")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pyfastent import _checks
+from pyfastent.estimate import combine
 from pyfastent.estimators import Estimator, Prepared, Renyi
 from pyfastent.variable import Variable, as_variable
 
@@ -56,7 +57,7 @@ class _Entropies:
         return self._memo[key]
 
     def mi(self, a: str, b: str) -> float:
-        return self(a) + self(b) - self(a, b)
+        return combine([(1, self(a)), (1, self(b)), (-1, self(a, b))])
 
 
 def mutual_information(x, y, estimator=None) -> float:
@@ -82,7 +83,7 @@ def mutual_information(x, y, estimator=None) -> float:
 def conditional_mutual_information(x, y, z, estimator=None) -> float:
     """I(X;Y|Z) = H(X,Z) + H(Y,Z) − H(X,Y,Z) − H(Z), in the estimator's base."""
     h = _Entropies(estimator, {"x": x, "y": y, "z": z})
-    return h("x", "z") + h("y", "z") - h("x", "y", "z") - h("z")
+    return combine([(1, h("x", "z")), (1, h("y", "z")), (-1, h("x", "y", "z")), (-1, h("z"))])
 
 
 def _variables(variables, name: str) -> dict:
@@ -99,7 +100,7 @@ def total_correlation(variables, estimator=None) -> float:
     """
     groups = _variables(variables, "variables")
     h = _Entropies(estimator, groups)
-    return sum(h(n) for n in groups) - h(*groups)
+    return combine([(1, h(n)) for n in groups] + [(-1, h(*groups))])
 
 
 def dual_total_correlation(variables, estimator=None) -> float:
@@ -111,8 +112,7 @@ def dual_total_correlation(variables, estimator=None) -> float:
     groups = _variables(variables, "variables")
     h = _Entropies(estimator, groups)
     names = list(groups)
-    rest = sum(h(*[m for m in names if m != n]) for n in names)
-    return rest - (len(names) - 1) * h(*names)
+    return combine([(1, h(*[m for m in names if m != n])) for n in names] + [(1 - len(names), h(*names))])
 
 
 @dataclass(frozen=True)
@@ -160,13 +160,13 @@ def pid(target, sources, estimator=None) -> PIDResult:
     h = _Entropies(estimator, {"target": target, **source_groups})
     names = list(source_groups)
     each = tuple(h.mi("target", n) for n in names)
-    joint = h("target") + h(*names) - h("target", *names)
+    joint = combine([(1, h("target")), (1, h(*names)), (-1, h("target", *names))])
     redundancy = min(each)
-    synergy = joint - max(each)
+    synergy = combine([(1, joint), (-1, max(each))])
     ratio = (lambda v: v / joint) if joint != 0 else (lambda v: 0.0)
     return PIDResult(
         redundancy=redundancy,
-        unique=tuple(i - redundancy for i in each),
+        unique=tuple(combine([(1, i), (-1, redundancy)]) for i in each),
         synergy=synergy,
         mutual_information=joint,
         source_information=each,

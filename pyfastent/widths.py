@@ -32,6 +32,18 @@ class WidthRule:
     def __call__(self, sq_dist: torch.Tensor | None, n: int, dim: int) -> float:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def of_samples(self, x: torch.Tensor, what: str) -> float:
+        """σ for the samples x [N, D] themselves, for estimators that never
+        store their N×N distances: rules that read distances get them here
+        (KNN overrides this with a tiled pass that stores none)."""
+        if not self.needs_distances:
+            return self(None, x.shape[0], x.shape[1])
+        from pyfastent._memory import ensure_square_fits
+        from pyfastent.ops._torch_gram import squared_distances
+
+        ensure_square_fits(x.shape[0], x.dtype, x.device, 1 + self.peak_squares, f"the distances behind σ of {what}")
+        return self(squared_distances(x), x.shape[0], x.shape[1])
+
 
 @dataclass(frozen=True)
 class Fixed(WidthRule):
@@ -77,10 +89,25 @@ class KNN(WidthRule):
         # distance), so dropping it leaves the k nearest others without
         # copying the N×N matrix.
         nearest = torch.topk(sq_dist, k + 1, dim=1, largest=False, sorted=True).values[:, 1:]  # [N, k]
+        return self._mean_root(nearest)
+
+    def of_samples(self, x, what):
+        """The same σ from row tiles of the distances: none of N×N is stored."""
+        from pyfastent.ops._torch_gram import distance_rows
+
+        n, k = x.shape[0], min(self.k, x.shape[0] - 1)
+        xc = x - x.mean(dim=0, keepdim=True)
+        norms = (xc * xc).sum(1)  # [N]
+        step = max(16, (1 << 24) // n)
+        nearest = [torch.topk(distance_rows(xc, norms, start, min(start + step, n)), k + 1, dim=1, largest=False,
+                              sorted=True).values[:, 1:] for start in range(0, n, step)]
+        return self._mean_root(torch.cat(nearest))
+
+    def _mean_root(self, nearest: torch.Tensor) -> float:
         sigma = float(nearest.clamp(min=0).sqrt().mean())
         if sigma <= 0:
             raise ValueError(
-                f"sigma rule 'knn' (k={self.k}) gives 0: every sample has {k} exact duplicates; "
+                f"sigma rule 'knn' (k={self.k}) gives 0: every sample has {nearest.shape[1]} exact duplicates; "
                 "use kernel='delta' or a fixed sigma"
             )
         return sigma
@@ -195,7 +222,12 @@ class Smoothed(WidthRule):
         return f"{self.rule.label}~{self.momentum:g}"
 
     def __call__(self, sq_dist, n, dim):
-        current = self.rule(sq_dist, n, dim)
+        return self._smooth(self.rule(sq_dist, n, dim))
+
+    def of_samples(self, x, what):
+        return self._smooth(self.rule.of_samples(x, what))
+
+    def _smooth(self, current: float) -> float:
         if self.previous is None:
             return current
         return self.momentum * self.previous + (1 - self.momentum) * current

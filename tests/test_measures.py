@@ -83,7 +83,7 @@ def test_each_gram_is_built_once(monkeypatch, rng):
     est = pf.Renyi()
 
     pf.conditional_mutual_information(x, y, layers[0], estimator=est)  # 4 joint entropies, 3 variables
-    assert sorted(calls) == ["x", "y", "z"]
+    assert sorted(calls) == ["x", "z"]  # labels never get an N×N matrix: joints with them are block diagonal
 
     calls.clear()
     px, py = est.prepare(x), est.prepare(y, "y")
@@ -91,7 +91,36 @@ def test_each_gram_is_built_once(monkeypatch, rng):
         pt = est.prepare(t, "t")
         pf.mutual_information(px, pt, estimator=est)
         pf.mutual_information(pt, py, estimator=est)
-    assert calls == ["x", "y", "t", "t", "t"]
+    assert calls == ["t", "t"]  # x and layers[0] are the tensors the estimator just prepared
+
+    calls.clear()
+    other = pf.Renyi()
+    for t in layers:  # the same, called the plain way: X and each layer are still prepared once
+        pf.mutual_information(x, t, estimator=other)
+        pf.mutual_information(t, y, estimator=other)
+    assert calls == ["x", "y", "y", "y"]  # named by argument position: x is X, y each layer
+
+
+def test_an_estimator_remembers_only_unchanged_torch_tensors(monkeypatch, rng):
+    calls = []
+    build = pyfastent.ops.normalized_gram
+    monkeypatch.setattr(pyfastent.ops, "normalized_gram", lambda obs, k, r, name: calls.append(name) or build(obs, k, r, name))
+    est = pf.Renyi()
+    x = torch.randn(30, 4, generator=rng, dtype=torch.float64)
+    first = est.entropy(x)
+    assert est.entropy(x) == first and len(calls) == 1
+    x[0, 0] += 1.0  # in place: the version counter moves
+    assert est.entropy(x) != first and len(calls) == 2
+    array = np.random.default_rng(0).standard_normal((30, 4))
+    est.entropy(array)
+    est.entropy(array)
+    assert len(calls) == 4  # NumPy arrays are never remembered
+    est.entropy(pf.Variable(x, sigma=2.0))
+    assert len(calls) == 5  # other options, another preparation
+    leaf = x.clone().requires_grad_(True)
+    est.entropy(leaf)
+    est.entropy(leaf)
+    assert len(calls) == 7
 
 
 def test_logdet_wide_joint_gram_is_built_once(rng):

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass, field
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Sequence
+
+import torch
 
 from pyfastent import _checks
 from pyfastent._warnings import SaturationWarning, warn_once_per_call_site
+from pyfastent.estimate import Estimate, scale
 
 # A joint entropy is saturated when its effective number of states exp(S)
 # reaches this fraction of N: the spectrum (or the distribution) is spread
@@ -45,7 +50,7 @@ class Prepared:
     n: int
     payload: object
     name: str
-    _entropy: float | None = field(default=None, repr=False)
+    _memo: dict = field(default_factory=dict, repr=False)  # {"entropy": value}, shared by renamed copies
 
 
 class Estimator(abc.ABC):
@@ -57,6 +62,7 @@ class Estimator(abc.ABC):
     def __init__(self, base: float):
         self._ln_base = _checks.log_base(base)
         self.base = base
+        self._recent: OrderedDict = OrderedDict()  # see prepare()
 
     @property
     def units(self) -> str:
@@ -76,14 +82,32 @@ class Estimator(abc.ABC):
             x: (N, ...) tensor or array, a ``Variable``, or a ``Prepared``
                 made by this estimator (returned unchanged).
             name: argument name used in error messages.
+
+        The estimator remembers the last ``RECENT`` torch tensors it
+        prepared, by identity and version counter: passing the same,
+        unchanged tensor again (``mutual_information(x, t)`` for every
+        layer t) reuses its Gram matrix and entropy. An in-place change
+        bumps the version and is seen; NumPy arrays, whose changes torch
+        cannot see, and tensors that require grad are never remembered.
         """
         if isinstance(x, Prepared):
             if x.estimator is not self:
                 raise ValueError(f"{name} was prepared by another estimator ({x.estimator!r}); prepare it with {self!r}")
             return x
         var = as_variable(x)
+        key = _recent_key(var)
+        if key is not None:
+            hit = self._recent.get(key)
+            if hit is not None and hit[0]() is var.data:
+                self._recent.move_to_end(key)
+                return replace(hit[1], name=name)  # the payload and its entropy are shared
         obs = observe(var, name)
-        return Prepared(self, obs.n, self._prepare(var, obs, name), name)
+        prepared = Prepared(self, obs.n, self._prepare(var, obs, name), name)
+        if key is not None:
+            self._recent[key] = (weakref.ref(var.data), prepared)
+            while len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+        return prepared
 
     def entropy(self, *variables) -> float:
         """Joint entropy of the given variables, in units of ``base``.
@@ -106,10 +130,11 @@ class Estimator(abc.ABC):
         then measures the sample count, not the data.
         """
         _checks.same_sample_count((p.name, p.n) for p in prepared)
-        if len(prepared) == 1 and prepared[0]._entropy is not None:
-            return prepared[0]._entropy
+        if len(prepared) == 1 and "entropy" in prepared[0]._memo:
+            return prepared[0]._memo["entropy"]
         payloads = [p.payload for p in prepared]
-        nats = float(self._joint_nats(payloads))
+        nats = self._joint_nats(payloads)
+        nats = nats if isinstance(nats, Estimate) else float(nats)
         n = prepared[0].n
         if nats >= math.log(SATURATION * n):
             advice = self._saturation_advice(payloads)
@@ -121,9 +146,9 @@ class Estimator(abc.ABC):
                     f"ceiling log N = {math.log(n) / self._ln_base:.4g} (N = {n}; effective number of states "
                     f"{math.exp(nats):.0f}): it, and any mutual information built from it, "
                     f"measures N rather than the data. {advice}", SaturationWarning)
-        value = nats / self._ln_base
+        value = scale(nats, 1.0 / self._ln_base)
         if len(prepared) == 1:
-            prepared[0]._entropy = value
+            prepared[0]._memo["entropy"] = value
         return value
 
     def dpi_slack(self, value: float) -> float:
@@ -143,7 +168,8 @@ class Estimator(abc.ABC):
 
     @abc.abstractmethod
     def _joint_nats(self, payloads: list) -> float:
-        """Joint entropy in nats of prepared payloads (same N, at least one)."""
+        """Joint entropy in nats of prepared payloads (same N, at least one):
+        a float, or an ``Estimate`` for randomized methods."""
 
 
 def _base_suffix(base) -> str:
@@ -151,3 +177,15 @@ def _base_suffix(base) -> str:
     if float(base) == 2.0:
         return ""
     return ",nats" if abs(float(base) - math.e) < 1e-12 else f",base={float(base):g}"
+
+
+RECENT = 3  # prepared tensors an estimator remembers: X, Y and the current layer
+
+
+def _recent_key(var: Variable):
+    """What identifies an unchanged torch tensor with its options, or ``None``."""
+    data = var.data
+    if not isinstance(data, torch.Tensor) or data.requires_grad or data.layout != torch.strided:
+        return None
+    return (id(data), data._version, data.data_ptr(), tuple(data.shape), data.stride(), data.dtype, data.device,
+            var.kernel, id(var.sigma), var.channels)

@@ -9,27 +9,51 @@ Exploration" (TNNLS 2020).
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from pyfastent import _checks, ops
 from pyfastent.estimators.base import Estimator, _base_suffix
-from pyfastent.ops import _torch_spectrum
+from pyfastent.ops import spectral
+from pyfastent.ops.gram import kernel_features
 from pyfastent.ops.kernels import _hadamard_normalized
-from pyfastent.variable import KERNELS
+from pyfastent.ops.operators import JointKernel
+from pyfastent.ops.spectral import LanczosConfig
+from pyfastent.variable import KERNELS, row_codes
 from pyfastent.widths import as_width_rule
 
 
-@dataclass(frozen=True, eq=False)
-class GramPayload:
-    """A prepared Rényi variable: its normalized Gram matrix [N, N] (trace 1)
-    and the RBF widths that built it (one per channel; empty for delta and
-    linear kernels)."""
+# "auto" decomposes exactly up to this many samples (an exact float64
+# eigendecomposition at N = 4096 takes about 2.5 s on a 2-core machine) and
+# estimates above it (benchmarks/results/bench_large_n_cpu.md).
+EXACT_UP_TO = 4096
+METHODS = ("auto", "exact", "lanczos")
 
-    matrix: torch.Tensor
+
+@dataclass(frozen=True, eq=False)
+class RenyiPayload:
+    """A prepared Rényi variable, in one of three forms:
+
+    - ``matrix``: its normalized Gram matrix [N, N] (trace 1), for exact
+      spectra;
+    - ``features`` of kind ``"rbf"`` or ``"linear"``: [N, D] rows whose
+      kernel is the variable's (see ``pyfastent.ops.gram.kernel_features``),
+      for the randomized method, which never stores an N×N matrix;
+    - ``codes``: [N] int64, for the delta kernel: its Gram matrix is never
+      built, since a joint with it is block diagonal by code.
+
+    ``sigma`` holds the RBF widths that built it (one per channel; empty for
+    delta and linear kernels).
+    """
+
     sigma: tuple
+    matrix: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    kind: str = "rbf"
+    codes: torch.Tensor | None = None
 
 
 class Renyi(Estimator):
@@ -53,30 +77,65 @@ class Renyi(Estimator):
             always use the delta kernel unless a ``Variable`` overrides it.
         base: logarithm base of the results (2: bits).
         labels: (N,) class labels, for ``sigma="alignment"``.
+        method: ``"exact"`` (all eigenvalues, float64), ``"lanczos"``
+            (deflated stochastic Lanczos quadrature: O(N²) per product, and
+            no N×N matrix stored when it would not fit; the results are
+            ``pyfastent.Estimate`` floats with a ``stderr``) or ``"auto"``:
+            exact up to N = ``EXACT_UP_TO`` (4096) samples, randomized above.
+            α = 2 is always exact (a Frobenius norm, summed tile by tile
+            for large N).
+        seed: seed of the randomized method's probes: the same seed, the
+            same estimate. Every estimate of one estimator uses the same
+            probes, so the errors of the terms of an MI partly cancel.
+        lanczos: a ``pyfastent.ops.spectral.LanczosConfig`` to change the
+            randomized method's probes, steps and deflation.
 
     Gram matrices are built in the data's precision (float32 or float64);
-    eigenvalues are always computed in float64.
+    eigenvalues are always computed in float64. A joint that contains a
+    discrete (delta-kernel) variable is block diagonal once the samples are
+    grouped by its value: its spectrum is the union of the blocks', C classes
+    cost ~N³/C² instead of N³, and the entropy of discrete variables alone
+    is their plug-in entropy, with no matrix at all.
     """
 
-    def __init__(self, alpha: float = 1.01, sigma="knn", kernel: str = "rbf", base: float = 2, labels=None):
+    def __init__(self, alpha: float = 1.01, sigma="knn", kernel: str = "rbf", base: float = 2, labels=None,
+                 method: str = "auto", seed: int = 0, lanczos: LanczosConfig | None = None):
         super().__init__(base)
         self.alpha = _checks.alpha_order(alpha)
         self.kernel = _checks.choice("kernel", kernel, KERNELS)
         self.sigma = as_width_rule(sigma, labels)
+        self.method = _checks.choice("method", method, METHODS)
+        if lanczos is not None and not isinstance(lanczos, LanczosConfig):
+            raise ValueError(f"lanczos must be a pyfastent.ops.spectral.LanczosConfig, got {lanczos!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.lanczos = replace(lanczos or LanczosConfig(), seed=seed)
 
     def __repr__(self):
-        return f"Renyi(alpha={self.alpha}, sigma={self.sigma!r}, kernel={self.kernel!r}, base={self.base})"
+        return (f"Renyi(alpha={self.alpha}, sigma={self.sigma!r}, kernel={self.kernel!r}, base={self.base}, "
+                f"method={self.method!r}, lanczos={self.lanczos!r})")
 
     @property
     def label(self) -> str:
         width = self.sigma.label if self.kernel == "rbf" else self.kernel
-        return f"renyi(a={self.alpha:g},{width}{_base_suffix(self.base)})"
+        method = "" if self.method == "auto" else f",{self.method}"
+        return f"renyi(a={self.alpha:g},{width}{method}{_base_suffix(self.base)})"
+
+    def exact_for(self, n: int) -> bool:
+        """Whether variables of n samples are decomposed exactly (stored N×N
+        Gram matrices) rather than by the randomized method."""
+        return self.method == "exact" or (self.method == "auto" and n <= EXACT_UP_TO)
 
     def _prepare(self, var, obs, name):
         kernel = ops.resolve_kernel(var, obs.discrete, self.kernel)
-        matrix, sigma = ops.normalized_gram(obs, kernel, var.sigma or self.sigma, name)
-        return GramPayload(matrix, sigma)
-
+        if kernel == "delta":
+            return RenyiPayload((), codes=row_codes(obs.values))
+        rule = var.sigma or self.sigma
+        if self.exact_for(obs.n):
+            matrix, sigma = ops.normalized_gram(obs, kernel, rule, name)
+            return RenyiPayload(sigma, matrix=matrix)
+        features, kind, sigma = kernel_features(obs, kernel, rule, name)
+        return RenyiPayload(sigma, features=features, kind=kind)
     def dpi_slack(self, value):
         """1e-4 bits: DESIGN.md's accuracy target for float32 activations
         (their Gram matrices are float32; spectra are float64)."""
@@ -92,8 +151,20 @@ class Renyi(Estimator):
                 "sigma='silverman', or fewer dimensions.")
 
     def _joint_nats(self, payloads):
-        mats = [p.matrix for p in payloads]
-        if len({m.device for m in mats}) > 1:
-            raise ValueError("variables must be on one device, got " + ", ".join(str(m.device) for m in mats))
-        joint = mats[0] if len(mats) == 1 else _hadamard_normalized(mats, "auto")
-        return _torch_spectrum.renyi_nats(joint, self.alpha)
+        held = [t for p in payloads for t in (p.matrix, p.features, p.codes) if t is not None]
+        if len({t.device for t in held}) > 1:
+            raise ValueError("variables must be on one device, got " + ", ".join(sorted({str(t.device) for t in held})))
+        n = held[0].shape[0]
+        codes = [p.codes for p in payloads if p.codes is not None]
+        groups = spectral.groups_of(codes) if codes else None
+        rest = [p for p in payloads if p.codes is None]
+        if not rest:
+            return spectral.plugin_renyi_nats(groups, n, self.alpha)
+        if rest[0].matrix is not None:
+            joint = rest[0].matrix if len(rest) == 1 else _hadamard_normalized([p.matrix for p in rest], "auto")
+            return spectral.exact_renyi_nats(joint, self.alpha, groups)
+        rbf = [p.features for p in rest if p.kind == "rbf"]
+        dtype = functools.reduce(torch.promote_types, [p.features.dtype for p in rest])
+        kernel = JointKernel(torch.cat([f.to(dtype) for f in rbf], dim=1) if rbf else None,
+                             [p.features.to(dtype) for p in rest if p.kind == "linear"], n)
+        return spectral.randomized_renyi_nats(kernel, self.alpha, groups, self.lanczos)

@@ -9,6 +9,7 @@ from torch import nn
 
 import pyfastent
 from pyfastent import _checks
+from pyfastent.estimate import Estimate
 from pyfastent.estimators import Discrete, LogDet, Renyi
 from pyfastent.nn.capture import select_layers
 from pyfastent.nn.sweep import default_estimators, layer_variable, measure_layers
@@ -88,18 +89,24 @@ class InformationPlane:
             numbers and smoothed widths continue from its last step.
         progress: a progress bar per measured step (``None``: only when
             stderr is a terminal).
+        method: the default Rényi estimator's ``method`` (``"auto"``,
+            ``"exact"``, ``"lanczos"``); give your own estimators their own.
+            Randomized estimates add ``<quantity>_se`` rows (standard errors).
     """
 
     def __init__(self, model: nn.Module, x_probe, y_probe, estimators=None, layers=None, every: int = 1,
                  channels: bool = False, sigma_smoothing: float | None = None, transfer_entropy=None,
-                 log=None, resume: bool = False, progress: bool | None = None):
+                 log=None, resume: bool = False, progress: bool | None = None, method: str | None = None):
         self.model = model
         y_probe = _checks.labels("y_probe", y_probe)
         n_x, n_y = len(x_probe), len(y_probe)
         if n_x != n_y:
             raise ValueError(f"y_probe has {n_y} samples but x_probe has {n_x}")
         self.x_probe, self.y_probe = x_probe, y_probe
-        self.estimators = tuple(estimators) if estimators is not None else default_estimators(x_probe)
+        if method is not None and estimators is not None:
+            raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
+                             "pass Renyi(method=...) among them")
+        self.estimators = tuple(estimators) if estimators is not None else default_estimators(x_probe, method)
         for est in self.estimators:
             if isinstance(est, LogDet):
                 est.resolve_beta(x_probe)  # labels are fixed from the first row on
@@ -202,6 +209,9 @@ class InformationPlane:
         for r in rows:
             for quantity in ("h_t", "i_xt", "i_ty"):
                 new.append(self._row(base, r["layer"], r["estimator"], quantity, r[quantity], metrics))
+                if isinstance(r[quantity], Estimate):
+                    new.append(self._row(base, r["layer"], r["estimator"], f"{quantity}_se", r[quantity].stderr,
+                                         metrics))
         new += self._sigma_rows(base, prepared, metrics)
         if self.te:
             new += self._te_rows(base, metrics)

@@ -13,6 +13,7 @@ from torch import nn
 from pyfastent import _checks
 from pyfastent._progress import progress_bar
 from pyfastent.estimators import Estimator, LogDet, Renyi
+from pyfastent.estimate import Estimate
 from pyfastent.estimators.logdet import PAPER_BETA_PER_COLUMN
 from pyfastent.measures import mutual_information
 from pyfastent.nn.capture import _named, run_hooked, select_layers
@@ -21,6 +22,7 @@ from pyfastent.nn.table import atomic_write
 from pyfastent.variable import Variable
 
 COLUMNS = ("layer", "estimator", "units", "h_t", "i_xt", "i_ty")
+STDERR_COLUMNS = ("h_t_se", "i_xt_se", "i_ty_se")  # rows of randomized estimates only
 
 
 @dataclass
@@ -51,9 +53,11 @@ class SweepResult:
         """Write ``rows`` as CSV (atomically: a failed write keeps the old file); returns the path."""
         path = Path(path)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        columns = list(COLUMNS) + [c for c in STDERR_COLUMNS if any(c in r for r in self.rows)]
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in r.items()} for r in self.rows)
+        writer.writerows({k: float.__repr__(v) if isinstance(v, float) else v for k, v in r.items()}
+                         for r in self.rows)
         atomic_write(path, buf.getvalue())
         return path
 
@@ -95,12 +99,12 @@ def dpi_violations(rows: list, tolerance=None, pairs=None) -> list:
     return violations
 
 
-def default_estimators(x) -> tuple:
-    """``(Renyi(), LogDet(β = 100·d_input))``: the estimators of a sweep, a
-    tracker and the command line when none are given; β is the LogDet
-    estimator's default rule (``beta="paper"``) resolved for X."""
+def default_estimators(x, method: str | None = None) -> tuple:
+    """``(Renyi(method=...), LogDet(β = 100·d_input))``: the estimators of a
+    sweep, a tracker and the command line when none are given; β is the
+    LogDet estimator's default rule (``beta="paper"``) resolved for X."""
     d_input = int(_checks.as_tensor("x", x)[0].numel())
-    return Renyi(), LogDet(beta=PAPER_BETA_PER_COLUMN * d_input)
+    return Renyi(method=method or "auto"), LogDet(beta=PAPER_BETA_PER_COLUMN * d_input)
 
 
 def layer_variable(activation: torch.Tensor, channels: bool) -> Variable:
@@ -159,7 +163,8 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
 
 
 def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: bool = False,
-                dpi_tolerance: float | None = None, progress: bool | None = None) -> SweepResult:
+                dpi_tolerance: float | None = None, progress: bool | None = None,
+                method: str | None = None) -> SweepResult:
     """H(T), I(X;T) and I(T;Y) for every captured layer T and every estimator.
 
     Every Gram matrix or covariance is built once per call; the model runs
@@ -179,18 +184,27 @@ def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: 
             slack (``Estimator.dpi_slack``).
         progress: a progress bar over the layers (``None``: only when
             stderr is a terminal; ``False``: never).
+        method: the default Rényi estimator's ``method`` (``"auto"``,
+            ``"exact"``, ``"lanczos"``); give your own estimators their own.
 
     Returns:
         ``SweepResult``. The DPI is checked on the layer pairs where one
         layer is computed from the other alone (``pyfastent.nn.graph``).
+        Randomized estimates add their standard errors as ``h_t_se``,
+        ``i_xt_se`` and ``i_ty_se``.
     """
     y = _checks.labels("y", y)
-    estimators = tuple(estimators) if estimators is not None else default_estimators(x)
+    if method is not None and estimators is not None:
+        raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
+                         "pass Renyi(method=...) among them")
+    estimators = tuple(estimators) if estimators is not None else default_estimators(x, method)
     rows, prepared = measure_layers(model, x, y, estimators, layers,
                                     lambda i, name, act: layer_variable(act, channels), progress)
     units = {e.label: e.units for e in estimators}
     rows = [{"layer": r["layer"], "estimator": r["estimator"], "units": units[r["estimator"]],
-             **{q: r[q] for q in ("h_t", "i_xt", "i_ty")}} for r in rows]
+             **{q: r[q] for q in ("h_t", "i_xt", "i_ty")},
+             **{f"{q}_se": r[q].stderr for q in ("h_t", "i_xt", "i_ty") if isinstance(r[q], Estimate)}}
+            for r in rows]
     pairs, how = dpi_pairs(model, list(prepared))
     tolerance = dpi_tolerance if dpi_tolerance is not None else {e.label: e.dpi_slack for e in estimators}
     return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how, units)

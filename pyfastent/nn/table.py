@@ -107,7 +107,7 @@ class PlaneTable:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         for r in self.rows:
-            writer.writerow(["" if r.get(c) is None else (repr(r[c]) if isinstance(r[c], float) else r[c])
+            writer.writerow(["" if r.get(c) is None else (float.__repr__(r[c]) if isinstance(r[c], float) else r[c])
                              for c in columns])
         meta = {"metadata": self.metadata, "columns": {c: _type_of(c, self.rows) for c in columns}}
         atomic_write(meta_path(path), json.dumps(meta, indent=1) + "\n")

@@ -12,11 +12,16 @@ def squared_distances(x: torch.Tensor) -> torch.Tensor:
     N×N matrix is allocated; the expansion is applied to it in place.
     """
     x = x - x.mean(dim=0, keepdim=True)
-    sq = (x * x).sum(dim=1)  # [N]
-    d = x @ x.T  # [N, N]
-    d.mul_(-2.0).add_(sq[:, None]).add_(sq[None, :])
-    d.clamp_(min=0.0)  # round-off can make tiny distances negative
-    d.fill_diagonal_(0.0)
+    return distance_rows(x, (x * x).sum(dim=1), 0, x.shape[0])
+
+
+def distance_rows(x: torch.Tensor, norms: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """‖x_i − x_j‖² for the rows i in start:stop against every row j of x:
+    [stop − start, N], from the squared norms [N] of the rows; x should be
+    centred. One matrix of that size is allocated."""
+    d = torch.addmm(norms[None, :], x[start:stop], x.T, alpha=-2.0)  # the column norms ride on the product
+    d.add_(norms[start:stop, None]).clamp_(min=0.0)  # round-off can make tiny distances negative
+    d.diagonal(offset=start).fill_(0.0)  # each sample's own distance
     return d
 
 

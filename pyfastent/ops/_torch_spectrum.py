@@ -29,7 +29,23 @@ def renyi_nats(a: torch.Tensor, alpha: float) -> torch.Tensor:
     copies = 1.25 if a.dtype == torch.float64 else 2.25
     ensure_square_fits(a.shape[-1], torch.float64, a.device, copies * (a.numel() // a.shape[-1] ** 2),
                        "the eigenvalues of the Gram matrix")
-    return spectrum_renyi_nats(torch.linalg.eigvalsh(a.to(torch.float64)), alpha)  # eigvalsh: [..., N]
+    return spectrum_renyi_nats(eigenvalues(a), alpha)
+
+
+def eigenvalues(a: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of symmetric [..., N, N], in float64 (eigenvalues only:
+    no eigenvectors are computed), by ``torch.linalg.eigvalsh``.
+
+    Measured side by side (benchmarks/results/bench_eigensolvers_cpu.md):
+    alone, NumPy's and SciPy's LAPACK drivers were up to 20% faster at
+    N = 512-2048; right after torch work, as in the estimator, their OpenBLAS
+    threads compete with torch's OpenMP threads (3× slower at N = 256 there;
+    7.7× slower for the whole information-plane workload of
+    bench_estimators.py at N = 256), while torch's stays within 15% of the
+    best and is the fastest at N = 4096.
+    """
+    a = a.to(torch.float64)
+    return torch.linalg.eigvalsh(a)
 
 
 def frobenius_renyi2_nats(a: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,120 @@
+"""Joint Gram matrices as operators: products with the normalized Gram
+matrix A = K/N of a variable or a joint, without storing it when it does not
+fit (DESIGN.md 3.1-3.2: a joint's kernel is the elementwise product of its
+variables' kernels; RBF factors multiply into one RBF on the concatenated,
+width-scaled features).
+"""
+from __future__ import annotations
+
+import torch
+
+from pyfastent.ops._torch_gram import distance_rows
+
+# Rows of one tile: about 64 MiB of float32 per tile, at least 16 rows.
+_TILE_ELEMENTS = 1 << 24
+
+
+class JointKernel:
+    """The unit-diagonal kernel K of a joint on a subset of its N samples.
+
+    Args:
+        rbf: [N, D] features whose RBF is the product of the joint's RBF
+            factors: K_ij = exp(−½‖z_i − z_j‖²) (centred samples divided by
+            their widths, variables concatenated), or ``None``.
+        linear: [N, D_k] row-normalized features, one per linear factor:
+            K_ij = g_i·g_j.
+        n_total: N, the normalization of A = K/N.
+        index: the samples of this block ([n] int64), ``None`` for all.
+    """
+
+    def __init__(self, rbf: torch.Tensor | None, linear: list, n_total: int, index: torch.Tensor | None = None,
+                 keep_bytes: int = 0):
+        self.rbf = rbf if index is None or rbf is None else rbf[index]
+        self.linear = [g if index is None else g[index] for g in linear]
+        self.n_total = n_total
+        first = self.rbf if self.rbf is not None else self.linear[0]
+        self.size = first.shape[0]
+        self.dtype = first.dtype
+        self.device = first.device
+        self._sq = (self.rbf * self.rbf).sum(1) if self.rbf is not None else None  # [n] squared norms
+        # Tiles computed once are kept while they fit in ``keep_bytes``: a
+        # kernel too large to store whole is then recomputed only in part.
+        self._kept: dict = {}
+        self._keep_bytes = keep_bytes
+
+    def restrict(self, index: torch.Tensor) -> "JointKernel":
+        """The principal block of K on ``index`` (samples of this block)."""
+        return JointKernel(self.rbf, self.linear, self.n_total, index)
+
+    def keeping(self, keep_bytes: int) -> "JointKernel":
+        """This kernel, keeping up to ``keep_bytes`` of computed tiles."""
+        return JointKernel(self.rbf, self.linear, self.n_total, None, keep_bytes)
+
+    def tile(self, start: int, stop: int) -> torch.Tensor:
+        """K[start:stop, :] of this block: [stop − start, n]."""
+        out = None
+        if self.rbf is not None:
+            out = distance_rows(self.rbf, self._sq, start, stop).mul_(-0.5).exp_()  # [b, n]
+        for g in self.linear:
+            part = g[start:stop] @ g.T
+            out = part if out is None else out.mul_(part)
+        return out
+
+    def tile_rows(self) -> int:
+        return max(16, _TILE_ELEMENTS // max(self.size, 1))
+
+    def dense(self) -> torch.Tensor:
+        """A = K/N on this block, materialized: [n, n]."""
+        return self.tile(0, self.size).div_(self.n_total)
+
+    def matmul(self, v: torch.Tensor) -> torch.Tensor:
+        """A @ v for v [n, s], computed tile by tile: no n×n matrix is stored."""
+        out = torch.empty(self.size, v.shape[1], dtype=v.dtype, device=v.device)
+        step = self.tile_rows()
+        for start in range(0, self.size, step):
+            stop = min(start + step, self.size)
+            tile = self._kept.get(start)
+            if tile is None:
+                tile = self.tile(start, stop).to(v.dtype)
+                if self._keep_bytes >= tile.numel() * tile.element_size():
+                    self._kept[start] = tile
+                    self._keep_bytes -= tile.numel() * tile.element_size()
+            torch.matmul(tile, v, out=out[start:stop])
+        return out.div_(self.n_total)
+
+    def trace(self) -> float:
+        """tr A = n/N: K has a unit diagonal."""
+        return self.size / self.n_total
+
+    def squared_frobenius(self) -> float:
+        """Σ_ij A_ij² in float64, tile by tile."""
+        total = 0.0
+        step = self.tile_rows()
+        for start in range(0, self.size, step):
+            t = self.tile(start, min(start + step, self.size))
+            total += float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2
+        return total / float(self.n_total) ** 2
+
+
+class DenseOperator:
+    """A stored block of a normalized Gram matrix, with the operator's interface."""
+
+    def __init__(self, matrix: torch.Tensor):
+        self.matrix = matrix
+        self.size = matrix.shape[0]
+        self.dtype = matrix.dtype
+        self.device = matrix.device
+
+    def matmul(self, v: torch.Tensor) -> torch.Tensor:
+        return self.matrix @ v.to(self.matrix.dtype)
+
+    def dense(self) -> torch.Tensor:
+        return self.matrix
+
+    def trace(self) -> float:
+        return float(self.matrix.diagonal().sum(dtype=torch.float64))
+
+    def squared_frobenius(self) -> float:
+        from pyfastent.ops._torch_spectrum import squared_norm64
+
+        return float(squared_norm64(self.matrix))
