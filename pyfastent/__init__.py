@@ -17,14 +17,16 @@ from pyfastent.measures import (
     total_correlation,
     transfer_entropy,
 )
+from pyfastent.estimate import Estimate
 from pyfastent.ops import gram, renyi_entropy_from_gram
+from pyfastent.significance import PermutationResult, permutation_test
 from pyfastent.variable import Variable
 
 __version__ = "0.1.0"
 
 # Imported on first use (pyfastent.nn, pyfastent.plot, ...): `import pyfastent`
 # stays cheap and never pulls in matplotlib or scikit-learn.
-_SUBMODULES = ("nn", "plot", "models", "data", "ops", "widths")
+_SUBMODULES = ("nn", "plot", "models", "data", "ops", "widths", "compat", "reproduce")
 
 
 def __getattr__(name):
@@ -36,9 +38,11 @@ def __getattr__(name):
 
 __all__ = [
     "Discrete",
+    "Estimate",
     "Estimator",
     "LogDet",
     "PIDResult",
+    "PermutationResult",
     "Prepared",
     "Renyi",
     "SaturationWarning",
@@ -48,6 +52,7 @@ __all__ = [
     "dual_total_correlation",
     "gram",
     "mutual_information",
+    "permutation_test",
     "pid",
     "renyi_entropy_from_gram",
     "total_correlation",

@@ -196,6 +196,14 @@ def transfer_entropy(source, target, estimator=None, k: int = 1, l: int = 1, lag
     Returns:
         float, in the estimator's base.
     """
+    future, source_past, target_past = te_embedding(source, target, k, l, lag)
+    return conditional_mutual_information(future, source_past, target_past, estimator)
+
+
+def te_embedding(source, target, k: int = 1, l: int = 1, lag: int = 1) -> tuple:
+    """The samples of transfer entropy: (T_{t+1}, S^{(l)}_{t+1−lag}, T^{(k)}_t)
+    for every admissible t, as variables carrying the series' options, so
+    that TE_{S→T} = I(future; source past | target past)."""
     k, l, lag = (_checks.positive_int(n, v) for n, v in (("k", k), ("l", l), ("lag", lag)))
     src, tgt = as_variable(source), as_variable(target)
     s = _series("source", src.data)
@@ -213,9 +221,7 @@ def transfer_entropy(source, target, estimator=None, k: int = 1, l: int = 1, lag
     target_past = torch.cat([t[start - i : start - i + count] for i in range(k)], dim=1)
     first = start + 1 - lag
     source_past = torch.cat([s[first - j : first - j + count] for j in range(l)], dim=1)
-    return conditional_mutual_information(
-        tgt.with_data(future), src.with_data(source_past), tgt.with_data(target_past), estimator
-    )
+    return tgt.with_data(future), src.with_data(source_past), tgt.with_data(target_past)
 
 
 def _series(name: str, data) -> torch.Tensor:

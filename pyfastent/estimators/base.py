@@ -162,6 +162,17 @@ class Estimator(abc.ABC):
         ``None`` for estimators not bounded by log N (no warning)."""
         return None
 
+    def permuted(self, prepared: Prepared, index: torch.Tensor) -> Prepared:
+        """The prepared variable with its samples reordered by ``index`` ([N]
+        int64, a permutation), without preparing anything again: a Gram matrix
+        is permuted, not rebuilt. Its own entropy, which a permutation does
+        not change, is shared with the original."""
+        return Prepared(self, prepared.n, self._permute(prepared.payload, index), prepared.name, prepared._memo)
+
+    @abc.abstractmethod
+    def _permute(self, payload: object, index: torch.Tensor) -> object:
+        """The payload of the samples reordered by ``index``."""
+
     @abc.abstractmethod
     def _prepare(self, var: Variable, obs: Observations, name: str) -> object:
         """The payload for one checked variable."""

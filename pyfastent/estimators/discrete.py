@@ -38,6 +38,9 @@ class Discrete(Estimator):
         return ("Nearly every sample is a distinct state, so the plug-in estimate has nothing to count: "
                 "use fewer or coarser variables, or more samples.")
 
+    def _permute(self, payload, index):
+        return payload.index_select(0, index.to(payload.device))
+
     def _joint_nats(self, payloads):
         codes = row_codes(torch.stack(payloads, dim=1)) if len(payloads) > 1 else payloads[0]
         p = torch.bincount(codes).to(torch.float64) / codes.shape[0]

@@ -104,6 +104,13 @@ class LogDet(Estimator):
             self.beta = PAPER_BETA_PER_COLUMN * x.shape[1]
         return Features(x, self.mode)
 
+    def _permute(self, payload, index):
+        index = index.to(payload.x.device)
+        gram = payload._gram
+        if gram is not None:
+            gram = gram.index_select(0, index).index_select(1, index)
+        return Features(payload.x.index_select(0, index), payload.mode, gram)
+
     def _joint_nats(self, payloads):
         n = payloads[0].x.shape[0]
         d = sum(p.x.shape[1] for p in payloads)

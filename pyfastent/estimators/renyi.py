@@ -150,6 +150,15 @@ class Renyi(Estimator):
                 "distances between samples. Use a wider kernel: a number on the scale of the data's distances, "
                 "sigma='silverman', or fewer dimensions.")
 
+    def _permute(self, payload, index):
+        def take(t):
+            return None if t is None else t.index_select(0, index.to(t.device))
+
+        matrix = payload.matrix
+        if matrix is not None:
+            matrix = take(matrix).index_select(1, index.to(matrix.device))
+        return replace(payload, matrix=matrix, features=take(payload.features), codes=take(payload.codes))
+
     def _joint_nats(self, payloads):
         held = [t for p in payloads for t in (p.matrix, p.features, p.codes) if t is not None]
         if len({t.device for t in held}) > 1:

@@ -14,7 +14,8 @@ from pyfastent.estimators import Discrete, LogDet, Renyi
 from pyfastent.nn.capture import select_layers
 from pyfastent.nn.sweep import default_estimators, layer_variable, measure_layers
 from pyfastent.nn.table import PlaneTable, StepLog, metric_values
-from pyfastent.nn.transfer import TrainingSeries, binarized, sampled_te
+from pyfastent.nn.transfer import TrainingSeries, binarized, mean_pairwise_te, neuron_grid, pairwise_te, sampled_te
+from pyfastent.significance import permutation_test
 from pyfastent.variable import Variable
 from pyfastent.widths import Smoothed
 
@@ -33,7 +34,10 @@ class LayerTE:
         max_pairs: neuron pairs evaluated per layer pair, at most: a random
             grid of target and source neurons.
         lag: source-target delay in samples.
-        seed: seed of the pair sampling.
+        seed: seed of the pair sampling and of the noise floor's shuffles.
+        floor_permutations: time shuffles of the source behind the TE
+            plane's noise floor (``te_x_floor``, ``te_y_floor``: the null
+            mean of ``pyfastent.permutation_test``).
     """
 
     window: int = 1000
@@ -41,12 +45,14 @@ class LayerTE:
     max_pairs: int = 4096
     lag: int = 1
     seed: int = 0
+    floor_permutations: int = 4
 
     def __post_init__(self):
         _checks.positive_int("window", self.window)
         _checks.positive_number("threshold", self.threshold)
         _checks.positive_int("max_pairs", self.max_pairs)
         _checks.positive_int("lag", self.lag)
+        _checks.positive_int("floor_permutations", self.floor_permutations)
 
 
 class InformationPlane:
@@ -253,7 +259,12 @@ class InformationPlane:
         output = names[-1]
 
         def te(src, dst, floor=False):
-            return sampled_te(bits[src], bits[dst], self.te.max_pairs, self.te.lag, g, floor)
+            if not floor:
+                return sampled_te(bits[src], bits[dst], self.te.max_pairs, self.te.lag, g)
+            source, target = neuron_grid(bits[src], bits[dst], self.te.max_pairs, g)
+            null = permutation_test(mean_pairwise_te, source, target, lag=self.te.lag,
+                                    n_permutations=self.te.floor_permutations, seed=self.te.seed)
+            return pairwise_te(source, target, self.te.lag), null.null_mean
 
         rows = []
 
@@ -267,11 +278,11 @@ class InformationPlane:
             add(layer, "te_in_pairs", inflow.numel())
             to_layer, floor = te(INPUT, layer, floor=True)
             add(layer, "te_x", to_layer.mean())
-            add(layer, "te_x_floor", floor.mean())
+            add(layer, "te_x_floor", floor)
             if layer != output:
                 from_layer, floor = te(layer, output, floor=True)
                 add(layer, "te_y", from_layer.mean())
-                add(layer, "te_y_floor", floor.mean())
+                add(layer, "te_y_floor", floor)
         self._series.clear()
         return rows
 

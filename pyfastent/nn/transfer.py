@@ -77,22 +77,23 @@ def sample_neurons(n_target: int, n_source: int, max_pairs: int | None, generato
             torch.randperm(n_source, generator=generator)[:k_s].sort().values)
 
 
-def sampled_te(source: torch.Tensor, target: torch.Tensor, max_pairs: int | None, lag: int,
-               generator: torch.Generator, floor: bool = False):
-    """``pairwise_te`` on a random grid of at most ``max_pairs`` neuron pairs.
-
-    With ``floor``, also returns the same TE with the source's time order
-    shuffled (one permutation from ``generator``): what the estimator gives
-    when the source carries no information about the target's next state,
-    the noise floor against which small TE values are read.
-    """
+def neuron_grid(source: torch.Tensor, target: torch.Tensor, max_pairs: int | None, generator: torch.Generator):
+    """(source, target) restricted to a random grid of at most ``max_pairs`` neuron pairs."""
     t_idx, s_idx = sample_neurons(target.shape[1], source.shape[1], max_pairs, generator)
-    if t_idx is not None:
-        target, source = target[:, t_idx], source[:, s_idx]
-    te = pairwise_te(source, target, lag)
-    if not floor:
-        return te
-    return te, pairwise_te(source[torch.randperm(source.shape[0], generator=generator)], target, lag)
+    if t_idx is None:
+        return source, target
+    return source[:, s_idx], target[:, t_idx]
+
+
+def sampled_te(source: torch.Tensor, target: torch.Tensor, max_pairs: int | None, lag: int,
+               generator: torch.Generator) -> torch.Tensor:
+    """``pairwise_te`` on a random grid of at most ``max_pairs`` neuron pairs."""
+    return pairwise_te(*neuron_grid(source, target, max_pairs, generator), lag)
+
+
+def mean_pairwise_te(source: torch.Tensor, target: torch.Tensor, lag: int = 1) -> float:
+    """The mean of ``pairwise_te`` over every pair: one layer-to-layer number, in bits."""
+    return float(pairwise_te(source, target, lag).mean())
 
 
 def layer_transfer_entropy(series, threshold: float = 0.5, softmax_output: bool = True, max_pairs: int | None = 4096,
