@@ -95,7 +95,7 @@ def samples(name: str, tensor: torch.Tensor) -> torch.Tensor:
 def all_finite(tensor: torch.Tensor) -> bool:
     """No NaN or inf, in one pass without a boolean copy (NaN propagates
     through min and max)."""
-    lo, hi = torch.aminmax(tensor)
+    lo, hi = torch.aminmax(tensor.detach())  # a tensor that requires grad gives plain numbers too
     return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
@@ -134,6 +134,7 @@ def overflow_safe_dtype(name: str, x: torch.Tensor, centred: bool) -> torch.dtyp
     ``x`` [N, D] cannot overflow: x's own (float32 for other types), float64
     when float32 would overflow; a ValueError when float64 would too."""
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    x = x.detach()  # only its magnitude is read
 
     def worst(data):  # ‖x_i − x_j‖² ≤ D·(2m)² and |x_i·x_j| ≤ D·m², m the largest magnitude
         lo, hi = torch.aminmax(data)

@@ -7,9 +7,11 @@ import warnings
 
 
 class SaturationWarning(UserWarning):
-    """An entropy came within 1% of its ceiling log N: the estimate, and every
-    mutual information built from it, reflects the sample count, not the data
-    (a kernel width far below the data's spread, or all samples distinct)."""
+    """An entropy reached log(0.9·N), an effective 90% of the N samples as
+    distinct states (``pyfastent.estimators.base.SATURATION``): the estimate,
+    and every mutual information built from it, reflects the sample count,
+    not the data (a kernel width far below the data's spread, or all samples
+    distinct)."""
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))

@@ -1,4 +1,4 @@
-"""The ``pyfastent`` command: ``demo`` (the main job), ``sweep`` and ``info``.
+"""The ``pyfastent`` command: ``demo`` (the main job), ``sweep``, ``reproduce`` and ``info``.
 
 A mistake on the command line or in its inputs ends in one line naming what
 to fix and exit code 2, never a traceback (``--debug`` shows it). Every
@@ -100,6 +100,17 @@ def _parser():
     sweep.add_argument("--out", default="sweep.csv", help="CSV file to write (default: sweep.csv)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.set_defaults(run=run_sweep)
+
+    reproduce = commands["reproduce"] = sub.add_parser(
+        "reproduce", parents=[common], help="one seed paper's analysis on bundled data: pictures, CSV, report.md")
+    reproduce.add_argument("name", nargs="?", help="which paper (see --list)")
+    reproduce.add_argument("--list", action="store_true", help="name the reproductions and their papers")
+    reproduce.add_argument("--out", help="output directory (default: ./reproduce-NAME)")
+    reproduce.add_argument("--quick", action="store_true", help="a smaller run: minutes on a 2-core CPU")
+    reproduce.add_argument("--seed", type=int, default=0, help="seed of the data split, networks and tests")
+    reproduce.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present, else cpu")
+    reproduce.add_argument("--no-progress", action="store_true", help="no progress bar")
+    reproduce.set_defaults(run=run_reproduce)
 
     info = commands["info"] = sub.add_parser("info", parents=[common], help="which backend is in use, and why")
     info.set_defaults(run=run_info)
@@ -290,12 +301,37 @@ def run_sweep(args) -> int:
     return 0
 
 
+# ---- reproduce --------------------------------------------------------------
+
+def run_reproduce(args) -> int:
+    from pyfastent import reproduce
+
+    if args.list:
+        for name in reproduce.REPRODUCTIONS:
+            paper = reproduce.module(name)
+            print(f"{name:18s} {paper.TITLE}\n{'':18s} {paper.PAPER}")
+        return 0
+    if args.name is None:
+        raise UsageError(f"name the reproduction: one of {', '.join(reproduce.REPRODUCTIONS)} (or --list)")
+    if args.name not in reproduce.REPRODUCTIONS:
+        raise UsageError(f"unknown reproduction {args.name!r}: one of {', '.join(reproduce.REPRODUCTIONS)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device here")
+    out = writable_dir("--out", args.out or f"reproduce-{args.name}")
+    report = reproduce.run(args.name, out, quick=args.quick, seed=args.seed, device=args.device,
+                           progress=False if args.no_progress else None)
+    print(f"{report.title}\nverdict: {report.verdict}. {report.reason}")
+    print(f"wrote report.md, {report.table.name if report.table else ''} and "
+          f"{', '.join(p.name for p in report.figures)} in {out}")
+    return 0
+
+
 # ---- demo -------------------------------------------------------------------
 
 def run_demo(args) -> int:
     from pyfastent import data, models, plot
-    from pyfastent._progress import progress_bar
     from pyfastent.nn import InformationPlane, LayerTE
+    from pyfastent.nn.train import train_classifier
 
     positive("--epochs", args.epochs)
     positive("--batch-size", args.batch_size)
@@ -307,30 +343,16 @@ def run_demo(args) -> int:
     torch.manual_seed(args.seed)
     split = data.digits(seed=args.seed)
     net = models.mnist_cnn(in_size=8)
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     tracker = InformationPlane(net, split.x_test, split.y_test, sigma_smoothing=0.9,
                                transfer_entropy=LayerTE(window=1000, seed=args.seed), log=log, progress=False)
-    order = torch.Generator().manual_seed(args.seed)
-    bar = progress_bar(args.epochs, "training", False if args.no_progress else None, unit="epoch")
     start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        net.train()
-        total = 0.0
-        perm = torch.randperm(len(split.y_train), generator=order)
-        for b in range(0, len(perm), args.batch_size):
-            idx = perm[b : b + args.batch_size]
-            loss = torch.nn.functional.cross_entropy(net(split.x_train[idx]), split.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        accuracy = _accuracy(net, split.x_test, split.y_test)
-        tracker.step(epoch=epoch, loss=total / len(perm), test_accuracy=accuracy)
-        bar.update(1)
-        bar.set_postfix(loss=f"{total / len(perm):.3f}", acc=f"{accuracy:.3f}")
-    bar.close()
+    history = train_classifier(
+        net, split, args.epochs, args.batch_size, args.lr, seed=args.seed,
+        on_epoch=lambda s: tracker.step(epoch=s.epoch, loss=s.loss, test_accuracy=s.test_accuracy),
+        progress=False if args.no_progress else None)
     tracker.close()
     seconds = time.perf_counter() - start
+    accuracy = history[-1].test_accuracy
 
     table_path = tracker.save(out / "information_plane.csv")
     images = [plot.information_plane(tracker, out / "information_plane.png"),
@@ -343,12 +365,6 @@ def run_demo(args) -> int:
     print(f"wrote {log.name} (written as it went), {table_path.name}, {', '.join(p.name for p in images)} "
           f"and report.md in {out}")
     return 0
-
-
-def _accuracy(net, x, y) -> float:
-    net.eval()
-    with torch.no_grad():
-        return float((net(x).argmax(1) == y).double().mean())
 
 
 def _summary_rows(tracker) -> list:

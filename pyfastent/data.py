@@ -15,6 +15,10 @@ class Split(NamedTuple):
     x_test: torch.Tensor
     y_test: torch.Tensor
 
+    def to(self, device) -> "Split":
+        """The same split on ``device``."""
+        return Split(*(t.to(device) for t in self))
+
 
 def digits(seed: int = 0, test_fraction: float = 0.25) -> Split:
     """The digits data set, shuffled with ``seed`` and split into train/test.

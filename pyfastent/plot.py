@@ -188,3 +188,108 @@ def te_plane(table_or_tracker, path) -> Path:
     fig.suptitle("Transfer-entropy plane")
     fig.savefig(path, dpi=110)
     return Path(path)
+
+
+def pid_curves(rows: list, path) -> Path:
+    """The partial information decomposition of feature maps.
+
+    Args:
+        rows: dicts from ``pyfastent.nn.feature_map_pid`` with ``epoch`` and
+            ``layer`` added.
+
+    Left: redundancy, synergy and I(Y; first k maps) against the number of
+    maps k at the last epoch, one colour per layer. Right: the trade-off
+    (Rdn − Syn)/I and the non-redundant ratio (I − Rdn)/I of all the maps
+    of each layer over training.
+    """
+    if not rows:
+        raise ValueError("rows is empty: compute feature_map_pid first")
+    from matplotlib.ticker import MaxNLocator
+
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    colours = _colours(layers)
+    last = max(r["epoch"] for r in rows)
+    fig, axes = _figure(2, size=(5.2, 4.2))
+    left, right = axes[0]
+    for layer in layers:
+        at_last = sorted((r for r in rows if r["layer"] == layer and r["epoch"] == last), key=lambda r: r["k"])
+        ks = [r["k"] for r in at_last]
+        colour = colours[layer]
+        left.plot(ks, [r["mutual_information"] for r in at_last], "-", color=colour, label=f"{layer}: I(Y; maps)")
+        left.plot(ks, [r["redundancy"] for r in at_last], "--", color=colour, label=f"{layer}: redundancy")
+        left.plot(ks, [r["synergy"] for r in at_last], ":", color=colour, label=f"{layer}: synergy")
+        full = max(r["k"] for r in rows if r["layer"] == layer)
+        over = sorted((r for r in rows if r["layer"] == layer and r["k"] == full), key=lambda r: r["epoch"])
+        epochs = [r["epoch"] for r in over]
+        right.plot(epochs, [r["tradeoff"] for r in over], "-o", color=colour, markersize=3,
+                   label=f"{layer}: trade-off")
+        right.plot(epochs, [r["nonredundant"] for r in over], "--s", color=colour, markersize=3,
+                   label=f"{layer}: non-redundant")
+    left.set_xlabel("number of feature maps k")
+    left.set_ylabel("bits")
+    left.set_title(f"PID of the first k maps, epoch {last}", fontsize=9)
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_xlabel("epoch")
+    right.set_ylabel("ratio")
+    right.set_title("all maps of the layer, over training", fontsize=9)
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    handles, labels = left.get_legend_handles_labels()
+    more, more_labels = right.get_legend_handles_labels()
+    fig.legend(handles + more, labels + more_labels, loc="outside right upper", fontsize=7)
+    fig.suptitle("Partial information decomposition of feature maps")
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def reference_curves(curves: dict, path, xlabel: str, ylabel: str, title: str, log_x: bool = False,
+                     log_y: bool = False, reference: float | None = None) -> Path:
+    """Named curves {name: (xs, ys)} on one axis, with an optional
+    horizontal reference line (e.g. 1 for a ratio to a closed form)."""
+    if not curves:
+        raise ValueError("curves is empty")
+    colours = _colours(list(curves))
+    fig, axes = _figure(1, size=(6.2, 4.2))
+    ax = axes[0][0]
+    if reference is not None:
+        ax.axhline(reference, color="0.4", linestyle="--", linewidth=1, label="reference")
+    for name, (xs, ys) in curves.items():
+        ax.plot(list(xs), [float(y) for y in ys], "-o", color=colours[name], markersize=3, label=name)
+    if log_x:
+        ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def twin_curves(xs, left: dict, right: dict, path, xlabel: str, left_label: str, right_label: str,
+                title: str) -> Path:
+    """Curves on two y axes sharing x: ``left`` and ``right`` map names to
+    y values (e.g. a transfer entropy in bits beside an accuracy gap)."""
+    if not left or not right:
+        raise ValueError("left and right each need at least one curve")
+    colours = _colours(list(left) + list(right))
+    fig, axes = _figure(1, size=(6.2, 4.2))
+    ax = axes[0][0]
+    other = ax.twinx()
+    for axis, curves, style in ((ax, left, "-o"), (other, right, "--s")):
+        for name, ys in curves.items():
+            axis.plot(list(xs), [float(y) for y in ys], style, color=colours[name], markersize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(left_label)
+    other.set_ylabel(right_label)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = other.get_legend_handles_labels()
+    fig.legend(handles + more, labels + more_labels, loc="outside lower center", fontsize=7)
+    fig.savefig(path, dpi=110)
+    return Path(path)

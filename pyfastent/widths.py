@@ -18,6 +18,8 @@ import torch
 
 from pyfastent import _checks
 
+CONSTANT_SIGMA = 1.0  # the width given to a constant variable, whose RBF kernel is all ones for any width
+
 
 class WidthRule:
     """Base class: ``rule(sq_dist, n, dim) -> σ`` (a positive float) for a
@@ -69,7 +71,9 @@ class KNN(WidthRule):
     """σ = mean over samples of the mean distance to the k nearest *other* samples.
 
     The k nearest by distance, not the first k columns (a bug in a widely
-    copied script). When N − 1 < k, all N − 1 other samples are used.
+    copied script). When N − 1 < k, all N − 1 other samples are used. A
+    constant variable (a dead feature map) gets σ = 1: its kernel is all
+    ones whatever σ is.
     """
 
     k: int = 10
@@ -83,6 +87,8 @@ class KNN(WidthRule):
         return f"knn{self.k}"
 
     def __call__(self, sq_dist, n, dim):
+        if not bool((sq_dist > 0).any()):
+            return CONSTANT_SIGMA
         k = min(self.k, n - 1)
         # The k + 1 smallest entries of a row hold its own zero distance; the
         # smallest of them is a zero (itself, or a duplicate at the same
@@ -95,6 +101,8 @@ class KNN(WidthRule):
         """The same σ from row tiles of the distances: none of N×N is stored."""
         from pyfastent.ops._torch_gram import distance_rows
 
+        if bool((x.amax(dim=0) == x.amin(dim=0)).all()):
+            return CONSTANT_SIGMA
         n, k = x.shape[0], min(self.k, x.shape[0] - 1)
         xc = x - x.mean(dim=0, keepdim=True)
         norms = (xc * xc).sum(1)  # [N]
@@ -150,6 +158,8 @@ class Alignment(WidthRule):
     Args:
         labels: integer class labels, shape (N,).
         grid: the factors, or ``None`` for the default.
+
+    A constant variable gets σ = 1 (its kernel is all ones whatever σ is).
     """
 
     labels: object
@@ -174,6 +184,8 @@ class Alignment(WidthRule):
             raise ValueError(
                 f"labels has {codes.shape[0]} samples but the variable has {sq_dist.shape[0]}"
             )
+        if not bool((sq_dist > 0).any()):
+            return CONSTANT_SIGMA
         median = _median_positive_distance(sq_dist)
         classes = [torch.nonzero(codes == c).flatten() for c in torch.unique(codes)]
         k = torch.empty_like(sq_dist)

@@ -1,5 +1,7 @@
 """MI, CMI, TC and DTC on exact discrete facts, for every estimator that can
 reach them exactly; and the reuse of prepared variables."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,18 @@ def test_each_gram_is_built_once(monkeypatch, rng):
         pf.mutual_information(x, t, estimator=other)
         pf.mutual_information(t, y, estimator=other)
     assert calls == ["x", "y", "y", "y"]  # named by argument position: x is X, y each layer
+
+
+@pytest.mark.parametrize("estimator", [pf.Renyi(), pf.Renyi(method="lanczos"), pf.LogDet(beta=1.0)])
+def test_data_that_requires_grad_gives_plain_numbers_and_keeps_no_graph(estimator, rng):
+    x = torch.randn(60, 3, generator=rng, dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when a grad-tracking tensor becomes a number
+        prepared = estimator.prepare(x)
+        value = float(estimator.entropy(x))
+    tensors = [v for v in vars(prepared.payload).values() if isinstance(v, torch.Tensor)]
+    assert tensors and not any(t.requires_grad for t in tensors)
+    assert value == pytest.approx(float(estimator.entropy(x.detach())), abs=1e-12)
 
 
 def test_an_estimator_remembers_only_unchanged_torch_tensors(monkeypatch, rng):

@@ -44,3 +44,29 @@ def test_alignment_maximizes_alignment_over_the_grid(rng):
     assert 0.05 * median < chosen < 5 * median  # an interior optimum for clustered data
     est = pf.Renyi(sigma="alignment", labels=labels)
     assert est.entropy(x) == pytest.approx(pf.Renyi(sigma=chosen).entropy(x), abs=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["knn", "alignment"])
+def test_constant_variable_has_zero_entropy_and_carries_nothing(rule, rng):
+    """A dead feature map (constant over the probe) is a valid variable: its
+    kernel is all ones for any width, so H = 0 and I(T;Y) = 0 exactly."""
+    labels = torch.arange(60) % 3
+    dead = torch.full((60, 5), 0.7, dtype=torch.float64)
+    est = pf.Renyi(sigma=rule, labels=labels) if rule == "alignment" else pf.Renyi()
+    assert est.entropy(dead) == pytest.approx(0.0, abs=1e-12)
+    assert pf.mutual_information(dead, labels, estimator=est) == pytest.approx(0.0, abs=1e-12)
+    live = torch.randn(60, 4, generator=rng, dtype=torch.float64)
+    # Joined with a live variable, the dead one changes nothing.
+    assert est.entropy(live, dead) == pytest.approx(est.entropy(live), abs=1e-10)
+
+
+def test_constant_variable_width_without_the_distance_matrix():
+    x = torch.full((300, 3), -2.0, dtype=torch.float64)
+    assert pf.widths.KNN().of_samples(x, "x") == pf.widths.CONSTANT_SIGMA
+    assert pf.widths.KNN()(squared_distances(x), 300, 3) == pf.widths.CONSTANT_SIGMA
+
+
+def test_duplicates_that_are_not_constant_are_still_refused():
+    x = torch.tensor([[0.0]] * 11 + [[1.0]] * 11, dtype=torch.float64)
+    with pytest.raises(ValueError, match="duplicates"):
+        pf.Renyi().entropy(x)

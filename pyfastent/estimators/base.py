@@ -89,6 +89,8 @@ class Estimator(abc.ABC):
         layer t) reuses its Gram matrix and entropy. An in-place change
         bumps the version and is seen; NumPy arrays, whose changes torch
         cannot see, and tensors that require grad are never remembered.
+        Data that requires grad is detached: estimates are plain numbers
+        (the differentiable functions are ``pyfastent.ops``).
         """
         if isinstance(x, Prepared):
             if x.estimator is not self:
@@ -102,6 +104,8 @@ class Estimator(abc.ABC):
                 self._recent.move_to_end(key)
                 return replace(hit[1], name=name)  # the payload and its entropy are shared
         obs = observe(var, name)
+        # Estimates are numbers: no autograd graph is built behind them (it would only hold memory).
+        obs = Observations(obs.values.detach(), obs.discrete)
         prepared = Prepared(self, obs.n, self._prepare(var, obs, name), name)
         if key is not None:
             self._recent[key] = (weakref.ref(var.data), prepared)

@@ -37,7 +37,8 @@ class LayerTE:
         seed: seed of the pair sampling and of the noise floor's shuffles.
         floor_permutations: time shuffles of the source behind the TE
             plane's noise floor (``te_x_floor``, ``te_y_floor``: the null
-            mean of ``pyfastent.permutation_test``).
+            mean of ``pyfastent.permutation_test``) and its p-values
+            (``te_x_p``, ``te_y_p``; at least 1/(1 + floor_permutations)).
     """
 
     window: int = 1000
@@ -80,7 +81,8 @@ class InformationPlane:
         y_probe: (N,) integer probe labels.
         estimators: default ``default_estimators(x_probe)``: ``Renyi()`` and
             ``LogDet`` with β = 100·d_input, the LogDet paper's
-            information-plane β.
+            information-plane β. An empty sequence tracks transfer entropy
+            only (``transfer_entropy`` must then be set).
         layers: which layers (see ``pyfastent.nn.capture``).
         every: measure on every ``every``-th call of ``step``.
         channels: conv maps per channel (Hadamard) instead of tensor kernel.
@@ -127,6 +129,8 @@ class InformationPlane:
         self.te = LayerTE() if transfer_entropy is True else transfer_entropy
         if self.te is not None and not isinstance(self.te, LayerTE):
             raise ValueError(f"transfer_entropy must be a LayerTE, True or None, got {transfer_entropy!r}")
+        if not self.estimators and not self.te:
+            raise ValueError("estimators is empty and transfer_entropy is not set: nothing would be measured")
         self._calls = 0
         self._sigma: dict = {}
         self._series = TrainingSeries(self.te.window) if self.te else None
@@ -202,14 +206,7 @@ class InformationPlane:
         if (self._calls - 1) % self.every:
             return False
         step = self._calls - 1
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            rows, prepared = measure_layers(self.model, self.x_probe, self.y_probe, self.estimators,
-                                            self.layers, self._variable, progress=self.progress,
-                                            description=f"step {step}")
-        finally:
-            self.model.train(was_training)
+        rows, prepared = self._measure(step) if self.estimators else ([], {})
         base = {"step": step, "epoch": epoch}
         new: list = []
         for r in rows:
@@ -225,6 +222,15 @@ class InformationPlane:
             self._log.append(step, new)
         self.table.rows.extend(new)
         return True
+
+    def _measure(self, step):
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return measure_layers(self.model, self.x_probe, self.y_probe, self.estimators, self.layers,
+                                  self._variable, progress=self.progress, description=f"step {step}")
+        finally:
+            self.model.train(was_training)
 
     @staticmethod
     def _row(base, layer, estimator, quantity, value, metrics) -> dict:
@@ -264,7 +270,7 @@ class InformationPlane:
             source, target = neuron_grid(bits[src], bits[dst], self.te.max_pairs, g)
             null = permutation_test(mean_pairwise_te, source, target, lag=self.te.lag,
                                     n_permutations=self.te.floor_permutations, seed=self.te.seed)
-            return pairwise_te(source, target, self.te.lag), null.null_mean
+            return pairwise_te(source, target, self.te.lag), null
 
         rows = []
 
@@ -276,13 +282,15 @@ class InformationPlane:
             add(layer, "te_in_mean", inflow.mean())
             add(layer, "te_in_sum", inflow.sum())
             add(layer, "te_in_pairs", inflow.numel())
-            to_layer, floor = te(INPUT, layer, floor=True)
+            to_layer, null = te(INPUT, layer, floor=True)
             add(layer, "te_x", to_layer.mean())
-            add(layer, "te_x_floor", floor)
+            add(layer, "te_x_floor", null.null_mean)
+            add(layer, "te_x_p", null.p_value)
             if layer != output:
-                from_layer, floor = te(layer, output, floor=True)
+                from_layer, null = te(layer, output, floor=True)
                 add(layer, "te_y", from_layer.mean())
-                add(layer, "te_y_floor", floor)
+                add(layer, "te_y_floor", null.null_mean)
+                add(layer, "te_y_p", null.p_value)
         self._series.clear()
         return rows
 

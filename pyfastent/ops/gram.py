@@ -49,7 +49,7 @@ def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str,
     if x.dim() == 3:
         return _channel_gram(x, rule, name)
     sq = _torch_gram.squared_distances(x)
-    sigma = rule(sq, obs.n, x.shape[1])
+    sigma = rule(sq.detach(), obs.n, x.shape[1])  # σ is a number: gradients flow through the kernel, not σ
     # RBF: K_ii = 1, so the normalization is a division by N.
     return _torch_gram.rbf_(sq, sigma).div_(obs.n), (sigma,)
 
@@ -60,7 +60,7 @@ def _channel_gram(x: torch.Tensor, rule: WidthRule, name: str):
     sigmas = []
     for ch in range(c):
         sq = _torch_gram.squared_distances(x[:, ch])
-        sigma = rule(sq, n, d)
+        sigma = rule(sq.detach(), n, d)
         sigmas.append(sigma)
         weighted.add_(sq, alpha=1.0 / (sigma * sigma))
         del sq  # before the next channel's distances are allocated
@@ -120,7 +120,7 @@ def kernel_features(obs: Observations, kernel: str, rule: WidthRule, name: str) 
     parts, sigmas = [], []
     for ch in channels:
         centred = ch - ch.mean(dim=0, keepdim=True)
-        sigma = rule.of_samples(centred, name)
+        sigma = rule.of_samples(centred.detach(), name)
         sigmas.append(sigma)
         parts.append(centred / sigma)
     return torch.cat(parts, dim=1), "rbf", tuple(sigmas)
