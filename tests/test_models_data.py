@@ -45,3 +45,32 @@ def test_digits_split_is_fixed_by_the_seed():
     assert torch.equal(a.y_test, b.y_test) and not torch.equal(a.y_test, c.y_test)
     assert sorted(torch.cat([a.y_train, a.y_test]).bincount().tolist()) == sorted(
         torch.cat([c.y_train, c.y_test]).bincount().tolist())
+
+
+def test_train_classifier_learns_digits_and_reports_each_epoch():
+    from pyfastent.nn.train import accuracy, train_classifier
+
+    split = data.digits(seed=1).to("cpu")
+    torch.manual_seed(0)
+    net = models.mlp(in_features=64)
+    seen = []
+    history = train_classifier(net, split, 3, seed=1, on_epoch=seen.append, progress=False)
+    assert [s.epoch for s in history] == [1, 2, 3] and seen == history
+    last = history[-1]
+    assert last.test_accuracy > 0.5  # ten classes: chance is 0.1
+    assert last.gap == pytest.approx(last.train_accuracy - last.test_accuracy)
+    net.eval()
+    # accuracy() is independent of the mode it finds, and restores it.
+    assert accuracy(net, split.x_test, split.y_test) == pytest.approx(last.test_accuracy) and not net.training
+    expected = float((net(split.x_test).argmax(1) == split.y_test).double().mean())
+    assert last.test_accuracy == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("kwargs, name", [({"epochs": 0}, "epochs"), ({"epochs": 1, "batch_size": 0}, "batch_size"),
+                                          ({"epochs": 1, "lr": -1.0}, "lr"),
+                                          ({"epochs": 1, "optimizer": "lbfgs"}, "optimizer")])
+def test_train_classifier_bad_arguments(kwargs, name):
+    from pyfastent.nn.train import train_classifier
+
+    with pytest.raises(ValueError, match=name):
+        train_classifier(models.mlp(width=0.25, in_features=64), data.digits(), **kwargs)

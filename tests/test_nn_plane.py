@@ -124,6 +124,33 @@ def test_tracker_te_of_a_delayed_copy_is_one_bit():
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
 
 
+def test_te_only_tracker_and_its_p_values():
+    g = torch.Generator().manual_seed(5)
+    bits = (torch.rand(401, 1, generator=g) > 0.5).float()
+    net = nn.Sequential(OrderedDict(copy=nn.ReLU(), delayed=Delay(), out=nn.Linear(1, 2)))
+    te = pnn.LayerTE(window=500, floor_permutations=19)
+    tracker = pnn.InformationPlane(net, bits[:20], torch.zeros(20, dtype=torch.long), estimators=(),
+                                   layers=["copy", "delayed", "out"], transfer_entropy=te)
+    net.train()
+    with torch.no_grad():
+        for b in range(0, len(bits), 32):
+            net(bits[b:b + 32])
+    assert tracker.step(epoch=1)
+    assert {r["estimator"] for r in tracker.rows} == {"binary-te"}
+    p = {r["layer"]: r["value"] for r in tracker.rows if r["quantity"] == "te_x_p"}
+    # X -> delayed carries ~1 bit; no shuffle of the source gets near it: the smallest p the test can give.
+    assert p["delayed"] == pytest.approx(1 / 20, abs=1e-12)
+    floor = {r["layer"]: r["value"] for r in tracker.rows if r["quantity"] == "te_x_floor"}
+    assert 0 <= floor["delayed"] < 0.05
+    tracker.close()
+
+
+def test_a_tracker_that_would_measure_nothing_is_refused(data):
+    x, y = data
+    with pytest.raises(ValueError, match="estimators is empty"):
+        pnn.InformationPlane(tiny_cnn(), x, y, estimators=())
+
+
 def test_layer_transfer_entropy_pairs_and_subsets():
     g = torch.Generator().manual_seed(2)
     a = (torch.rand(400, 3, generator=g) > 0.5).float()
