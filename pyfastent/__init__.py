@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 # Imported on first use (pyfastent.nn, pyfastent.plot, ...): `import pyfastent`
 # stays cheap and never pulls in matplotlib or scikit-learn.
-_SUBMODULES = ("nn", "plot", "models", "data", "ops", "widths", "compat", "reproduce")
+_SUBMODULES = ("nn", "plot", "models", "data", "ops", "widths", "compat", "reproduce", "distributed")
 
 
 def __getattr__(name):

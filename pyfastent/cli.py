@@ -8,6 +8,8 @@ computation and before the user's module is imported.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import importlib
 import math
 import os
@@ -25,6 +27,7 @@ import torch
 import pyfastent
 from pyfastent import Discrete, LogDet, Renyi
 from pyfastent._text import markdown_table, text_table
+from pyfastent.distributed import RankFailed
 from pyfastent.estimators.base import SATURATION
 
 ESTIMATORS = {"renyi": Renyi, "logdet": LogDet, "discrete": Discrete}  # LogDet: β = 100·d of X
@@ -43,10 +46,15 @@ def main(argv=None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # the subcommand's usage, not the top level's
         commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    rank = os.environ.get("RANK", "0")
+    speaks = rank == "0"  # under torchrun only rank 0 prints, errors included; warnings say their rank
+    who = args.command if speaks else f"{args.command} (rank {rank})"
     try:
+        if launched_ranks() > 1 and args.command != "sweep":
+            raise UsageError(f"only `pyfastent sweep` runs under torchrun; run `pyfastent {args.command}` alone")
         with warnings.catch_warnings():
             warnings.showwarning = lambda message, category, *rest, **kw: print(
-                f"pyfastent {args.command}: {category.__name__}: {message}", file=sys.stderr)
+                f"pyfastent {who}: {category.__name__}: {message}", file=sys.stderr)
             code = args.run(args)
         sys.stdout.flush()  # a closed pipe surfaces here, inside the handler
         return code
@@ -56,10 +64,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"pyfastent {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (UsageError, ValueError, FileNotFoundError, ImportError, MemoryError, OSError) as exc:
+    except (UsageError, ValueError, FileNotFoundError, ImportError, MemoryError, OSError, RankFailed,
+            torch.distributed.DistError) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"pyfastent {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        if speaks:
+            print(f"pyfastent {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 
@@ -99,6 +109,10 @@ def _parser():
     sweep.add_argument("--seed", type=int, default=0, help="torch seed set before the model is built")
     sweep.add_argument("--out", default="sweep.csv", help="CSV file to write (default: sweep.csv)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--backend", choices=("gloo", "nccl"),
+                       help="under torchrun: the process group's backend (default: nccl with CUDA, else gloo)")
+    sweep.add_argument("--timeout", type=float, default=600.0,
+                       help="under torchrun: seconds a rank waits for the others before giving up (default: 600)")
     sweep.set_defaults(run=run_sweep)
 
     reproduce = commands["reproduce"] = sub.add_parser(
@@ -263,7 +277,46 @@ def model_inputs(model: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
 
 # ---- sweep ------------------------------------------------------------------
 
+def launched_ranks() -> int:
+    """How many processes torchrun started (WORLD_SIZE), 1 without it."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise UsageError(f"WORLD_SIZE must be an integer, got {os.environ['WORLD_SIZE']!r}") from None
+
+
+@contextlib.contextmanager
+def process_group(backend: str | None, timeout: float):
+    """The torch.distributed process group of a torchrun launch (none
+    otherwise, or when the caller already has one); yields the device
+    each rank computes on (its GPU under nccl, else None)."""
+    import torch.distributed as dist
+
+    if launched_ranks() <= 1 or dist.is_initialized():
+        yield None
+        return
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    device = None
+    if backend == "nccl":
+        if not torch.cuda.is_available():
+            raise UsageError("--backend nccl needs CUDA, and torch sees no CUDA device here; use --backend gloo")
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
 def run_sweep(args) -> int:
+    positive("--timeout", args.timeout, float)
+    with process_group(args.backend, args.timeout) as device:
+        return _sweep(args, device)
+
+
+def _sweep(args, device) -> int:
+    from pyfastent import distributed
     from pyfastent.nn import layer_sweep, select_layers
 
     names = [e.strip() for e in args.estimators.split(",") if e.strip()]
@@ -282,12 +335,17 @@ def run_sweep(args) -> int:
         except RuntimeError as exc:
             raise UsageError(f"--weights {args.weights!r} does not fit the model: {_one_line(exc)}") from None
     model.eval()
+    if device is not None:
+        model.to(device)
     layers = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
     select_layers(model, layers)  # unknown names are an error now, not after the forward pass
     inputs = model_inputs(model, x)
 
     result = layer_sweep(model, inputs, torch.as_tensor(y), estimators=[_estimator(n, args.method) for n in names],
                          layers=layers, channels=args.channels, progress=False if args.no_progress else None)
+    written = result.to_csv(out)  # by rank 0 under torchrun
+    if not distributed.is_root():
+        return 0
     columns = {"layer": "layer", "estimator": "estimator", "units": "units", "h_t": "H(T)", "i_xt": "I(X;T)",
                "i_ty": "I(T;Y)"}
     if any("i_xt_se" in r for r in result.rows):
@@ -297,7 +355,8 @@ def run_sweep(args) -> int:
         print(f"DPI violation ({v['estimator']}): {v['quantity']} rises from {v['earlier']} to {v['later']} by "
               f"{v['size']:.4g} {result.units[v['estimator']]}")
     print(f"DPI pairs from the {result.dpi_method}")
-    print(f"wrote {result.to_csv(out)}")
+    ranks = distributed.world()[1]
+    print(f"wrote {written}" + (f" ({ranks} processes)" if ranks > 1 else ""))
     return 0
 
 

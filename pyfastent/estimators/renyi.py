@@ -89,6 +89,13 @@ class Renyi(Estimator):
             probes, so the errors of the terms of an MI partly cancel.
         lanczos: a ``pyfastent.ops.spectral.LanczosConfig`` to change the
             randomized method's probes, steps and deflation.
+        distributed: split the rows of each N×N kernel of the randomized
+            method across the ranks of the default ``torch.distributed``
+            process group, so N grows with the number of GPUs (see
+            ``pyfastent.distributed``). Every rank must make the same calls
+            on the same data. Without a process group it changes nothing;
+            exact spectra (``method="auto"`` up to ``EXACT_UP_TO``) are
+            computed by every rank.
 
     Gram matrices are built in the data's precision (float32 or float64);
     eigenvalues are always computed in float64. A joint that contains a
@@ -99,7 +106,8 @@ class Renyi(Estimator):
     """
 
     def __init__(self, alpha: float = 1.01, sigma="knn", kernel: str = "rbf", base: float = 2, labels=None,
-                 method: str = "auto", seed: int = 0, lanczos: LanczosConfig | None = None):
+                 method: str = "auto", seed: int = 0, lanczos: LanczosConfig | None = None,
+                 distributed: bool = False):
         super().__init__(base)
         self.alpha = _checks.alpha_order(alpha)
         self.kernel = _checks.choice("kernel", kernel, KERNELS)
@@ -109,7 +117,17 @@ class Renyi(Estimator):
             raise ValueError(f"lanczos must be a pyfastent.ops.spectral.LanczosConfig, got {lanczos!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an integer, got {seed!r}")
-        self.lanczos = replace(lanczos or LanczosConfig(), seed=seed)
+        if not isinstance(distributed, bool):
+            raise ValueError(f"distributed must be True or False, got {distributed!r}")
+        if distributed and self.method == "exact":
+            raise ValueError("distributed=True splits the randomized method's products; method='exact' has none: "
+                             "use method='lanczos' or 'auto'")
+        self.lanczos = replace(lanczos or LanczosConfig(), seed=seed, distributed=distributed)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the randomized method's kernels are split across ranks."""
+        return self.lanczos.distributed
 
     def __repr__(self):
         return (f"Renyi(alpha={self.alpha}, sigma={self.sigma!r}, kernel={self.kernel!r}, base={self.base}, "

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import pyfastent
-from pyfastent import _checks
+from pyfastent import _checks, distributed
 from pyfastent.estimate import Estimate
 from pyfastent.estimators import Discrete, LogDet, Renyi
 from pyfastent.nn.capture import select_layers
@@ -75,6 +75,12 @@ class InformationPlane:
     variant of this library: the same axes as I(X;T), I(T;Y), with the
     network output standing for Y.
 
+    Under ``torch.distributed`` (a DDP-wrapped model is fine), every rank
+    must call ``step``: the (layer, estimator) pairs are split across the
+    ranks and every rank's table gets all rows (``pyfastent.distributed``).
+    Transfer entropy is measured on rank 0's training samples; the log and
+    ``save`` are written by rank 0 only.
+
     Args:
         model: the network.
         x_probe: (N, ...) fixed probe inputs.
@@ -120,7 +126,7 @@ class InformationPlane:
                 est.resolve_beta(x_probe)  # labels are fixed from the first row on
         self.progress = progress
         self.layers = layers
-        self.names = select_layers(model, layers)
+        self.names = select_layers(distributed.unwrap(model), layers)
         self.every = _checks.positive_int("every", every)
         self.channels = channels
         if sigma_smoothing is not None and not 0 <= sigma_smoothing < 1:
@@ -136,11 +142,18 @@ class InformationPlane:
         self._series = TrainingSeries(self.te.window) if self.te else None
         self._handles: list = []
         self.table = PlaneTable(self._metadata())
-        self._log = StepLog(log, self.table.metadata, resume) if log is not None else None
-        if self._log is not None and self._log.rows:
-            self._continue_from(self._log.rows)
-        if self.te:
+        self._log = None
+        if log is not None:
+            logged = distributed.from_root(lambda: self._open_log(log, resume), "opening the log")
+            if logged:
+                self._continue_from(logged)
+        if self.te and distributed.is_root():  # the series of rank 0's training samples (see step)
             self._attach_te_hooks()
+
+    def _open_log(self, log, resume) -> list:
+        """Open the step log (rank 0 only writes it); returns its rows."""
+        self._log = StepLog(log, self.table.metadata, resume)
+        return self._log.rows
 
     def _continue_from(self, rows: list) -> None:
         """Take up a resumed log: its rows, the next step number, the last widths."""
@@ -181,8 +194,9 @@ class InformationPlane:
             if self.model.training:
                 self._series.add(INPUT, args[0])
 
-        modules = dict(self.model.named_modules())
-        self._handles.append(self.model.register_forward_pre_hook(record_input))
+        net = distributed.unwrap(self.model)
+        modules = dict(net.named_modules())
+        self._handles.append(net.register_forward_pre_hook(record_input))
         self._handles += [modules[n].register_forward_hook(record(n)) for n in self.names]
 
     def close(self):
@@ -206,7 +220,7 @@ class InformationPlane:
         if (self._calls - 1) % self.every:
             return False
         step = self._calls - 1
-        rows, prepared = self._measure(step) if self.estimators else ([], {})
+        rows, _, sigmas = self._measure(step) if self.estimators else ([], [], {})
         base = {"step": step, "epoch": epoch}
         new: list = []
         for r in rows:
@@ -215,9 +229,10 @@ class InformationPlane:
                 if isinstance(r[quantity], Estimate):
                     new.append(self._row(base, r["layer"], r["estimator"], f"{quantity}_se", r[quantity].stderr,
                                          metrics))
-        new += self._sigma_rows(base, prepared, metrics)
+        new += self._sigma_rows(base, sigmas, metrics)
         if self.te:
-            new += self._te_rows(base, metrics)
+            te_rows = distributed.from_root(lambda: self._te_rows(base, metrics), "measuring transfer entropy")
+            new += [{**r, **metrics} for r in te_rows]  # each rank's own metrics, as on its other rows
         if self._log is not None:
             self._log.append(step, new)
         self.table.rows.extend(new)
@@ -245,11 +260,10 @@ class InformationPlane:
         rule = Smoothed(est.sigma, self._sigma.get((i, name)), self.sigma_smoothing)
         return Variable(activation, sigma=rule)
 
-    def _sigma_rows(self, base, prepared, metrics) -> list:
+    def _sigma_rows(self, base, sigmas, metrics) -> list:
         rows = []
-        for name, per_est in prepared.items():
-            for i, p in enumerate(per_est):
-                sigma = getattr(p.payload, "sigma", ())
+        for name, per_est in sigmas.items():
+            for i, sigma in enumerate(per_est):
                 if len(sigma) == 1:
                     self._sigma[(i, name)] = sigma[0]
                     rows.append(self._row(base, name, self.estimators[i].label, "sigma", sigma[0], metrics))
@@ -295,8 +309,11 @@ class InformationPlane:
         return rows
 
     def save(self, path):
-        """Write the table (``.csv`` or ``.jsonl``) with its metadata header."""
-        return self.table.save(path)
+        """Write the table (``.csv`` or ``.jsonl``) with its metadata header
+        (under ``torch.distributed``: rank 0 writes, every rank gets the path)."""
+        from pathlib import Path
+
+        return self.table.save(path) if distributed.is_root() else Path(path)
 
     @staticmethod
     def load(path) -> PlaneTable:

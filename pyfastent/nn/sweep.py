@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pyfastent import _checks
+from pyfastent import _checks, distributed
 from pyfastent._progress import progress_bar
 from pyfastent.estimators import Estimator, LogDet, Renyi
 from pyfastent.estimate import Estimate
@@ -50,8 +50,11 @@ class SweepResult:
     units: dict = field(default_factory=dict)
 
     def to_csv(self, path) -> Path:
-        """Write ``rows`` as CSV (atomically: a failed write keeps the old file); returns the path."""
+        """Write ``rows`` as CSV (atomically: a failed write keeps the old file); returns the path.
+        Under ``torch.distributed`` rank 0 writes it."""
         path = Path(path)
+        if not distributed.is_root():
+            return path
         buf = io.StringIO()
         columns = list(COLUMNS) + [c for c in STDERR_COLUMNS if any(c in r for r in self.rows)]
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
@@ -114,7 +117,7 @@ def layer_variable(activation: torch.Tensor, channels: bool) -> Variable:
 
 
 def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progress: bool | None = None,
-                   description: str = "layer sweep") -> tuple[list, dict]:
+                   description: str = "layer sweep") -> tuple[list, list, dict]:
     """Run the model once and measure every selected layer with every estimator.
 
     ``variable(i, name, activation)`` makes estimator i's variable for a
@@ -123,43 +126,96 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
     A progress bar counts each layer's preparation and measurement per
     estimator (``progress=None``: only on a terminal).
 
+    Under ``torch.distributed`` (``pyfastent.distributed``) every rank runs
+    the forward pass and measures its share of the (layer, estimator)
+    pairs, assigned by estimated cost as the layers fire; the rows are
+    gathered, so every rank returns all of them. Estimators that split
+    their own work across the ranks (``Renyi(distributed=True)``) measure
+    every layer on all ranks together.
+
     Returns:
-        (rows, prepared): wide rows (see ``SweepResult``) and
-        ``prepared[name][i]``, estimator i's ``Prepared`` of layer ``name``.
+        (rows, order, sigmas): wide rows (see ``SweepResult``), estimator
+        by estimator in forward order; the layer names in the order they
+        fired; ``sigmas[name][i]``, the RBF widths estimator i used for
+        layer ``name`` (empty for other kernels and estimators).
     """
     estimators = tuple(estimators)
     if not estimators or not all(isinstance(e, Estimator) for e in estimators):
         raise ValueError(f"estimators must be a non-empty sequence of pyfastent estimators, got {estimators!r}")
+    model = distributed.unwrap(model)
     names = select_layers(model, layers)
+    rank, ranks = distributed.world()
+    x_width = int(_checks.as_tensor("x", x)[0].numel())
+    scheduler = distributed.Scheduler(ranks)
+    shared = [e.distributed if isinstance(e, Renyi) else False for e in estimators]  # measured by all ranks
     bar = progress_bar(2 * len(names) * len(estimators), description, progress, unit="layer")
+    prepared: dict = {}
+    shapes: dict = {}
+    mine: list = []  # (i, name): the pairs this rank measures
+
+    def prepare_layer(name, activation):
+        if name not in names:  # a reused module's later call: one more layer to measure
+            bar.total += 2 * len(estimators)
+        shapes[name] = tuple(activation.shape)
+        bar.set_postfix_str(f"preparing {name}")
+        prepared[name] = {}
+        for i, est in enumerate(estimators):
+            cost = distributed.layer_cost(est, activation.shape[0], activation[0].numel(), x_width)
+            if shared[i] or scheduler.assign(cost) == rank:
+                prepared[name][i] = est.prepare(variable(i, name, activation), name)
+                mine.append((i, name))
+        bar.update(len(estimators))
+
+    def measure(pairs):
+        measured = {}
+        for i, name in sorted(pairs, key=lambda p: (p[0], order.index(p[1]))):
+            est, (px, py), pt = estimators[i], prepared_xy[i], prepared[name][i]
+            bar.set_postfix_str(f"{est.label} {name}")
+            measured[(i, name)] = ({
+                "layer": name,
+                "estimator": est.label,
+                "h_t": est.joint_entropy([pt]),
+                "i_xt": mutual_information(px, pt, estimator=est),
+                "i_ty": mutual_information(pt, py, estimator=est),
+            }, tuple(getattr(pt.payload, "sigma", ())))
+            bar.update(1)
+        return measured
+
+    failure = None
     try:
-        prepared_xy = [(est, est.prepare(x, "x"), est.prepare(y, "y")) for est in estimators]
-        prepared: dict = {}
+        try:  # the forward pass: a failure here is raised at the next collective, on every rank
+            prepared_xy = [(est.prepare(x, "x"), est.prepare(y, "y")) for est in estimators]
+            order = run_hooked(model, x, names, prepare_layer, required=_named(layers))
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+            failure = exc
 
-        def prepare_layer(name, activation):
-            if name not in names:  # a reused module's later call: one more layer to measure
-                bar.total += 2 * len(estimators)
-            bar.set_postfix_str(f"preparing {name}")
-            prepared[name] = [est.prepare(variable(i, name, activation), name) for i, est in enumerate(estimators)]
-            bar.update(len(estimators))
+        def seen():
+            if failure is not None:
+                raise failure
+            return order, shapes
 
-        order = run_hooked(model, x, names, prepare_layer, required=_named(layers))
-        rows = []
-        for i, (est, px, py) in enumerate(prepared_xy):
-            for name in order:
-                bar.set_postfix_str(f"{est.label} {name}")
-                pt = prepared[name][i]
-                rows.append({
-                    "layer": name,
-                    "estimator": est.label,
-                    "h_t": est.joint_entropy([pt]),
-                    "i_xt": mutual_information(px, pt, estimator=est),
-                    "i_ty": mutual_information(pt, py, estimator=est),
-                })
-                bar.update(1)
+        results = {}
+        if any(shared):  # ranks must agree before they enter the split estimates' collectives
+            _same_everywhere(distributed.gather(seen, "running the probe forward pass"), rank)
+            results.update(measure([p for p in mine if shared[p[0]]]))
+        everyone = distributed.gather(
+            lambda: (*seen(), measure([p for p in mine if not shared[p[0]]])), "measuring layers")
     finally:
         bar.close()
-    return rows, prepared
+    _same_everywhere([e[:2] for e in everyone], rank)
+    for _, _, theirs in everyone:
+        results.update(theirs)
+    rows = [results[(i, name)][0] for i in range(len(estimators)) for name in order]
+    sigmas = {name: [results[(i, name)][1] for i in range(len(estimators))] for name in order}
+    return rows, order, sigmas
+
+
+def _same_everywhere(seen: list, rank: int) -> None:
+    """Every rank fired the same layers with the same shapes, or a ValueError."""
+    for other, theirs in enumerate(seen):
+        if tuple(theirs) != tuple(seen[rank]):
+            raise ValueError(f"rank {other} saw other layers or activation shapes than rank {rank}: every rank "
+                             "must pass the same model and probe")
 
 
 def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: bool = False,
@@ -169,6 +225,11 @@ def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: 
 
     Every Gram matrix or covariance is built once per call; the model runs
     once, under ``no_grad``, in its current train/eval mode.
+
+    Under ``torch.distributed`` every rank must call it with the same model
+    (DDP-wrapped or not) and probe: the (layer, estimator) pairs are split
+    across the ranks by estimated cost and every rank returns all rows,
+    the same numbers as one process gives (``pyfastent.distributed``).
 
     Args:
         model: the network.
@@ -198,13 +259,13 @@ def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: 
         raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
                          "pass Renyi(method=...) among them")
     estimators = tuple(estimators) if estimators is not None else default_estimators(x, method)
-    rows, prepared = measure_layers(model, x, y, estimators, layers,
+    rows, order, _ = measure_layers(model, x, y, estimators, layers,
                                     lambda i, name, act: layer_variable(act, channels), progress)
     units = {e.label: e.units for e in estimators}
     rows = [{"layer": r["layer"], "estimator": r["estimator"], "units": units[r["estimator"]],
              **{q: r[q] for q in ("h_t", "i_xt", "i_ty")},
              **{f"{q}_se": r[q].stderr for q in ("h_t", "i_xt", "i_ty") if isinstance(r[q], Estimate)}}
             for r in rows]
-    pairs, how = dpi_pairs(model, list(prepared))
+    pairs, how = dpi_pairs(distributed.unwrap(model), order)
     tolerance = dpi_tolerance if dpi_tolerance is not None else {e.label: e.dpi_slack for e in estimators}
     return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how, units)

@@ -69,18 +69,26 @@ class JointKernel:
 
     def matmul(self, v: torch.Tensor) -> torch.Tensor:
         """A @ v for v [n, s], computed tile by tile: no n×n matrix is stored."""
-        out = torch.empty(self.size, v.shape[1], dtype=v.dtype, device=v.device)
-        step = self.tile_rows()
-        for start in range(0, self.size, step):
-            stop = min(start + step, self.size)
-            tile = self._kept.get(start)
+        return self.rows_matmul(v, 0, self.size)
+
+    def rows_matmul(self, v: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """(A @ v)[start:stop] for v [n, s]; ``start`` on a tile boundary
+        (a multiple of ``tile_rows()``), so the tiles are the same whichever
+        rows are asked for."""
+        out = torch.empty(stop - start, v.shape[1], dtype=v.dtype, device=v.device)
+        for first, last in self._tiles(start, stop):
+            tile = self._kept.get(first)
             if tile is None:
-                tile = self.tile(start, stop).to(v.dtype)
+                tile = self.tile(first, last).to(v.dtype)
                 if self._keep_bytes >= tile.numel() * tile.element_size():
-                    self._kept[start] = tile
+                    self._kept[first] = tile
                     self._keep_bytes -= tile.numel() * tile.element_size()
-            torch.matmul(tile, v, out=out[start:stop])
+            torch.matmul(tile, v, out=out[first - start:last - start])
         return out.div_(self.n_total)
+
+    def _tiles(self, start: int, stop: int):
+        step = self.tile_rows()
+        return [(first, min(first + step, stop)) for first in range(start, stop, step)]
 
     def trace(self) -> float:
         """tr A = n/N: K has a unit diagonal."""
@@ -88,11 +96,13 @@ class JointKernel:
 
     def squared_frobenius(self) -> float:
         """Σ_ij A_ij² in float64, tile by tile."""
+        return self.rows_squared_frobenius(0, self.size)
+
+    def rows_squared_frobenius(self, start: int, stop: int) -> float:
+        """Σ_ij A_ij² over the rows start:stop, in float64."""
         total = 0.0
-        step = self.tile_rows()
-        for start in range(0, self.size, step):
-            t = self.tile(start, min(start + step, self.size))
-            total += float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2
+        for first, last in self._tiles(start, stop):
+            total += float(torch.linalg.vector_norm(self.tile(first, last), dtype=torch.float64)) ** 2
         return total / float(self.n_total) ** 2
 
 

@@ -74,6 +74,9 @@ class LanczosConfig:
         depth: blocks of that space used for deflation.
         extra: further blocks, used only for its quadrature.
         seed: seed of the probes; the same seed gives the same estimate.
+        distributed: split the rows of every kernel across the ranks of
+            the default process group (``pyfastent.distributed``); every
+            rank must then make the same calls on the same data.
     """
 
     probes: int = 16
@@ -82,6 +85,7 @@ class LanczosConfig:
     depth: int = 3
     extra: int = 1
     seed: int = 0
+    distributed: bool = False
 
     def __post_init__(self):
         from pyfastent import _checks
@@ -94,6 +98,8 @@ class LanczosConfig:
             raise ValueError(f"extra must be a non-negative integer, got {self.extra!r}")
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.distributed, bool):
+            raise ValueError(f"distributed must be True or False, got {self.distributed!r}")
 
     @property
     def exact_below(self) -> int:
@@ -264,31 +270,42 @@ def exact_renyi_nats(joint: torch.Tensor, alpha: float, groups: list | None) -> 
     return float(spectrum_renyi_nats(torch.cat([eigenvalues(b) for b in blocks]), alpha))
 
 
+def _operator(block, config: LanczosConfig):
+    """How products with a kernel block are taken: split by rows across the
+    ranks (``config.distributed``), stored when three copies fit in the
+    free memory (products are then matrix multiplications), or tile by tile
+    keeping what fits in half of it and recomputing the rest at every product."""
+    from pyfastent import distributed
+    from pyfastent._memory import available_bytes
+
+    free = available_bytes(block.device)
+    if config.distributed and distributed.active():
+        return distributed.RowShardedKernel(block, free // 2)
+    if 3 * block.size**2 * torch.empty((), dtype=block.dtype).element_size() <= free:
+        return DenseOperator(block.dense())
+    return block.keeping(free // 2)
+
+
 def randomized_renyi_nats(kernel, alpha: float, groups: list | None, config: LanczosConfig):
     """S_α of the joint kernel (``JointKernel``, never stored whole) by
     deflated stochastic Lanczos quadrature per class block, α = 2 exactly
     from tile sums. Returns an ``Estimate`` (its deviations probe by probe),
     or a float when every block was small enough to be exact."""
-    from pyfastent._memory import available_bytes
+    from pyfastent import distributed
     from pyfastent.estimate import Estimate
 
     blocks = [kernel] if groups is None else [kernel.restrict(g) for g in groups]
-    if alpha == 2.0:
-        return -math.log(sum(b.squared_frobenius() for b in blocks))
+    if alpha == 2.0:  # sums of squares, tile by tile (each rank its rows, when split)
+        split = config.distributed and distributed.active()
+        return -math.log(sum((distributed.RowShardedKernel(b) if split else b).squared_frobenius() for b in blocks))
     fn = TraceFunction(alpha)
     generator = torch.Generator().manual_seed(config.seed)
     total, deviations = 0.0, torch.zeros(config.probes, dtype=torch.float64)
     for block in blocks:
-        # Stored, products are matrix multiplications. A kernel too large to
-        # store keeps what fits in half the free memory and recomputes the
-        # other tiles at every product.
-        free = available_bytes(block.device)
-        fits = 3 * block.size**2 * torch.empty((), dtype=block.dtype).element_size() <= free
-        op = DenseOperator(block.dense()) if fits else block.keeping(free // 2)
         if block.size <= config.exact_below:
-            total += exact_sum(op, fn)
+            total += exact_sum(DenseOperator(block.dense()), fn)
             continue
-        value, dev = randomized_sum(op, fn, config, generator)
+        value, dev = randomized_sum(_operator(block, config), fn, config, generator)
         total += value
         deviations += dev.cpu()
     entropy = fn.entropy(total)
