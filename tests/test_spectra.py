@@ -95,8 +95,9 @@ def test_the_standard_error_is_honest_over_seeds():
 def test_the_same_seed_gives_the_same_estimate():
     x, _, t = clustered(500)
     first = pf.Renyi(method="lanczos", lanczos=SMALL, seed=7).entropy(x, t)
-    assert pf.Renyi(method="lanczos", lanczos=SMALL, seed=7).entropy(x, t) == first
-    assert pf.Renyi(method="lanczos", lanczos=SMALL, seed=8).entropy(x, t) != first
+    # The same probes; BLAS may still round differently with the buffers' memory alignment.
+    assert pf.Renyi(method="lanczos", lanczos=SMALL, seed=7).entropy(x, t) == pytest.approx(first, rel=1e-12)
+    assert abs(pf.Renyi(method="lanczos", lanczos=SMALL, seed=8).entropy(x, t) - first) > 1e-6
 
 
 def test_alpha_two_stays_exact_in_the_randomized_method():

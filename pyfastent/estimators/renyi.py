@@ -85,7 +85,7 @@ class Renyi(Estimator):
             α = 2 is always exact (a Frobenius norm, summed tile by tile
             for large N).
         seed: seed of the randomized method's probes: the same seed, the
-            same estimate. Every estimate of one estimator uses the same
+            same estimate (up to BLAS round-off). Every estimate of one estimator uses the same
             probes, so the errors of the terms of an MI partly cancel.
         lanczos: a ``pyfastent.ops.spectral.LanczosConfig`` to change the
             randomized method's probes, steps and deflation.

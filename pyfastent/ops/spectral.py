@@ -73,7 +73,8 @@ class LanczosConfig:
             eigenvalues.
         depth: blocks of that space used for deflation.
         extra: further blocks, used only for its quadrature.
-        seed: seed of the probes; the same seed gives the same estimate.
+        seed: seed of the probes; the same seed gives the same estimate (up to
+            BLAS round-off).
         distributed: split the rows of every kernel across the ranks of
             the default process group (``pyfastent.distributed``); every
             rank must then make the same calls on the same data.
