@@ -341,7 +341,7 @@ def _sweep(args, device) -> int:
     select_layers(model, layers)  # unknown names are an error now, not after the forward pass
     inputs = model_inputs(model, x)
 
-    result = layer_sweep(model, inputs, torch.as_tensor(y), estimators=[_estimator(n, args.method) for n in names],
+    result = layer_sweep(model, inputs, torch.as_tensor(y).to(inputs.device), estimators=[_estimator(n, args.method) for n in names],
                          layers=layers, channels=args.channels, progress=False if args.no_progress else None)
     written = result.to_csv(out)  # by rank 0 under torchrun
     if not distributed.is_root():

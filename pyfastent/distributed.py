@@ -76,7 +76,7 @@ def gather(local: Callable[[], object], what: str) -> list:
         mine = ("ok", local())
     except Exception as exc:  # noqa: BLE001 - reported to every rank, then re-raised here
         failure = exc
-        mine = ("error", f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        mine = ("error", _describe(exc))
     everyone: list = [None] * dist.get_world_size()
     _collective(lambda: dist.all_gather_object(everyone, mine), what)
     if failure is not None:
@@ -95,7 +95,7 @@ def from_root(local: Callable[[], object], what: str):
         try:
             message = ["ok", local()]
         except Exception as exc:  # noqa: BLE001 - reported to every rank, then re-raised here
-            report = [["error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"]]
+            report = [["error", _describe(exc)]]
             _collective(lambda: dist.broadcast_object_list(report, src=0), what)
             raise
     else:
@@ -115,7 +115,13 @@ def _collective(call: Callable[[], None], what: str) -> None:
     except RankFailed:
         raise
     except Exception as exc:  # noqa: BLE001 - gloo and nccl raise RuntimeError subclasses of their own
-        raise RankFailed(f"lost contact with another rank while {what}: {' '.join(str(exc).split())}") from exc
+        raise RankFailed(f"lost contact with another rank while {what}: {_describe(exc, kind=False)}") from exc
+
+
+def _describe(exc: Exception, kind: bool = True) -> str:
+    """An exception on one line, as other ranks are told of it."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if kind else text
 
 
 class Scheduler:
@@ -175,7 +181,7 @@ class RowShardedKernel:
         mine = v.new_zeros(longest, v.shape[1])
         mine[: stop - start] = self.kernel.rows_matmul(v, start, stop)
         parts = [torch.empty_like(mine) for _ in self.bounds]
-        dist.all_gather(parts, mine)
+        _collective(lambda: dist.all_gather(parts, mine), "multiplying by a row-split kernel")
         return torch.cat([part[: b - a] for part, (a, b) in zip(parts, self.bounds)])
 
     def trace(self) -> float:
@@ -185,9 +191,6 @@ class RowShardedKernel:
         """Σ A_ij² in float64: each rank's rows, summed across ranks."""
         total = torch.tensor([self.kernel.rows_squared_frobenius(*self.rows)], dtype=torch.float64,
                              device=self.device)
-        dist.all_reduce(total)
+        _collective(lambda: dist.all_reduce(total), "summing a row-split kernel's squares")
         return float(total)
-
-    def dense(self) -> torch.Tensor:
-        return self.kernel.dense()
 

@@ -164,6 +164,11 @@ def test_compat_extras_against_independent_formulas():
     kx, ky = k, repitl.gaussianKernel(x, x, 3.0)
     # D_α(ρ‖ρ) = 0: the divergence of a normalized kernel from itself.
     assert float(repitl.matrixAlphaDivergence(kx, kx, kx, 2.0, normalize=True)) == pytest.approx(0.0, abs=1e-8)
+    # Schatten-1 divergence: 1 − the nuclear norm of Kxy (0 for a normalized kernel against itself).
+    assert float(repitl.schatten1Divergence(kx, kx, kx, normalize=True)) == pytest.approx(0.0, abs=1e-10)
+    kxy = (kx @ ky / 400).numpy()  # not symmetric: singular values, not eigenvalues
+    want = 1 - np.linalg.svd(kxy, compute_uv=False).sum()
+    assert float(repitl.schatten1Divergence(kx, ky, kxy)) == pytest.approx(want, rel=1e-10)
     assert repitl.rowWiseKroneckerProduct(torch.ones(2, 3), torch.ones(2, 4)).shape == (2, 12)
     assert float(repitl.matrixAlphaConditionalEntropy(kx, ky, 1.01)) == pytest.approx(
         float(repitl.matrixAlphaJointEntropy([kx, ky], 1.01) - repitl.matrixAlphaEntropy(ky, 1.01)), abs=1e-12)

@@ -164,6 +164,8 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
             if shared[i] or scheduler.assign(cost) == rank:
                 prepared[name][i] = est.prepare(variable(i, name, activation), name)
                 mine.append((i, name))
+            else:
+                bar.total -= 1  # another rank measures this pair
         bar.update(len(estimators))
 
     def measure(pairs):

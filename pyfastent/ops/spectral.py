@@ -108,12 +108,12 @@ class LanczosConfig:
         return 4 * self.block * (self.depth + self.extra)
 
 
-def exact_sum(op, fn: TraceFunction) -> float:
-    """Σ f(λ) over the eigenvalues of a (small) operator block, in float64,
-    with λ ≤ n·ε·λ_max counted as 0 (the eigensolver's round-off)."""
+def exact_sum(matrix: torch.Tensor, fn: TraceFunction) -> float:
+    """Σ f(λ) over the eigenvalues of a (small) symmetric [n, n] block, in
+    float64, with λ ≤ n·ε·λ_max counted as 0 (the eigensolver's round-off)."""
     from pyfastent.ops._torch_spectrum import eigenvalues
 
-    lam = eigenvalues(op.dense())
+    lam = eigenvalues(matrix)
     floor = lam.shape[-1] * torch.finfo(torch.float64).eps * lam.amax().clamp(min=0)
     lam = torch.where(lam > floor, lam, torch.zeros_like(lam))
     return float(fn.f(lam).sum())
@@ -271,6 +271,13 @@ def exact_renyi_nats(joint: torch.Tensor, alpha: float, groups: list | None) -> 
     return float(spectrum_renyi_nats(torch.cat([eigenvalues(b) for b in blocks]), alpha))
 
 
+def _split(config: LanczosConfig) -> bool:
+    """Whether kernels are split by rows across the ranks of a process group."""
+    from pyfastent import distributed
+
+    return config.distributed and distributed.active()
+
+
 def _operator(block, config: LanczosConfig):
     """How products with a kernel block are taken: split by rows across the
     ranks (``config.distributed``), stored when three copies fit in the
@@ -280,7 +287,7 @@ def _operator(block, config: LanczosConfig):
     from pyfastent._memory import available_bytes
 
     free = available_bytes(block.device)
-    if config.distributed and distributed.active():
+    if _split(config):
         return distributed.RowShardedKernel(block, free // 2)
     if 3 * block.size**2 * torch.empty((), dtype=block.dtype).element_size() <= free:
         return DenseOperator(block.dense())
@@ -297,14 +304,14 @@ def randomized_renyi_nats(kernel, alpha: float, groups: list | None, config: Lan
 
     blocks = [kernel] if groups is None else [kernel.restrict(g) for g in groups]
     if alpha == 2.0:  # sums of squares, tile by tile (each rank its rows, when split)
-        split = config.distributed and distributed.active()
+        split = _split(config)
         return -math.log(sum((distributed.RowShardedKernel(b) if split else b).squared_frobenius() for b in blocks))
     fn = TraceFunction(alpha)
     generator = torch.Generator().manual_seed(config.seed)
     total, deviations = 0.0, torch.zeros(config.probes, dtype=torch.float64)
     for block in blocks:
         if block.size <= config.exact_below:
-            total += exact_sum(DenseOperator(block.dense()), fn)
+            total += exact_sum(block.dense(), fn)
             continue
         value, dev = randomized_sum(_operator(block, config), fn, config, generator)
         total += value
