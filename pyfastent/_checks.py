@@ -78,11 +78,12 @@ def as_tensor(name: str, data) -> torch.Tensor:
     return tensor
 
 
-def samples(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """Check the sample axis (dimension 0) and finiteness of a variable."""
+def samples(name: str, tensor: torch.Tensor, min_n: int = 2) -> torch.Tensor:
+    """Check the sample axis (dimension 0, at least ``min_n`` samples) and
+    finiteness of a variable."""
     if tensor.dim() == 0:
         raise ValueError(f"{name} must have a sample dimension (shape (N, ...)), got a scalar")
-    if tensor.shape[0] < 2:
+    if tensor.shape[0] < min_n:
         raise ValueError(f"{name} needs at least N = 2 samples, got N = {tensor.shape[0]}")
     if tensor.numel() == 0:
         raise ValueError(f"{name} has no features (shape {tuple(tensor.shape)})")

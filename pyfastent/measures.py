@@ -19,6 +19,7 @@ import torch
 from pyfastent import _checks
 from pyfastent.estimate import combine
 from pyfastent.estimators import Estimator, Prepared, Renyi
+from pyfastent.ops.deferred import SpectralBatch
 from pyfastent.variable import Variable, as_variable
 
 _ATOMS = (torch.Tensor, np.ndarray, Variable, Prepared)
@@ -36,11 +37,23 @@ def _estimator(estimator) -> Estimator:
     return estimator
 
 
-class _Entropies:
-    """Joint entropies of named groups of variables, each computed once."""
+class JointEntropies:
+    """Joint entropies of named groups of variables, each computed once,
+    with every spectrum they need solved in one batch.
 
-    def __init__(self, estimator, groups: dict):
+    ``request(*names)`` plans a joint entropy (its spectrum goes to
+    ``batch``); after ``batch.solve()``, ``h(*names)`` reads it (a name set
+    that was not requested is computed then, in a batch of its own).
+
+    Args:
+        estimator: the estimator (``None``: ``Renyi()``).
+        groups: name -> variable, ``Prepared``, or a list of them taken jointly.
+        batch: the ``SpectralBatch`` to defer into; ``None`` for one of its own.
+    """
+
+    def __init__(self, estimator, groups: dict, batch: SpectralBatch | None = None):
         self.estimator = _estimator(estimator)
+        self.batch = batch if batch is not None else SpectralBatch()
         self._groups = {}
         counts = []
         for name, arg in groups.items():
@@ -50,14 +63,49 @@ class _Entropies:
         _checks.same_sample_count(counts)
         self._memo: dict = {}
 
+    def seal(self) -> None:
+        """No more requests: the prepared variables are released (the
+        pending entropies keep what their spectra need), so many planned
+        measures can wait for one solve without holding their inputs."""
+        self._groups = None
+
+    def request(self, *names: str) -> None:
+        key = frozenset(names)
+        if key not in self._memo:
+            if self._groups is None:
+                raise RuntimeError(f"joint entropy of {sorted(key)} requested after planning was sealed")
+            self._memo[key] = self.estimator.defer_joint_entropy(
+                [p for n in sorted(key) for p in self._groups[n]], self.batch)
+
     def __call__(self, *names: str) -> float:
         key = frozenset(names)
         if key not in self._memo:
-            self._memo[key] = self.estimator.joint_entropy([p for n in sorted(key) for p in self._groups[n]])
-        return self._memo[key]
+            self.request(*names)
+            self.batch.solve()
+        return self._memo[key].value
 
     def mi(self, a: str, b: str) -> float:
         return combine([(1, self(a)), (1, self(b)), (-1, self(a, b))])
+
+
+def _evaluate(estimator, groups: dict, recipe, batch: SpectralBatch | None = None):
+    """``recipe(h)`` requests its joint entropies and returns the function
+    that combines them: all its spectra are solved in one batch. With a
+    ``batch`` given, the combining function is returned unsolved (a
+    permutation test solves many at once)."""
+    h = JointEntropies(estimator, groups, batch)
+    finish = recipe(h)
+    if batch is not None:
+        h.seal()
+        return finish
+    h.batch.solve()
+    return finish()
+
+
+def _mi_recipe(h: JointEntropies):
+    for names in (("x",), ("y",), ("x", "y")):
+        h.request(*names)
+    return lambda: h.mi("x", "y")
 
 
 def mutual_information(x, y, estimator=None) -> float:
@@ -77,13 +125,18 @@ def mutual_information(x, y, estimator=None) -> float:
         delta kernels (and Discrete); for RBF kernels the joint of X with
         itself has the narrower width σ/√2, so I(X;X) < H(X).
     """
-    return _Entropies(estimator, {"x": x, "y": y}).mi("x", "y")
+    return _evaluate(estimator, {"x": x, "y": y}, _mi_recipe)
+
+
+def _cmi_recipe(h: JointEntropies):
+    for names in (("x", "z"), ("y", "z"), ("x", "y", "z"), ("z",)):
+        h.request(*names)
+    return lambda: combine([(1, h("x", "z")), (1, h("y", "z")), (-1, h("x", "y", "z")), (-1, h("z"))])
 
 
 def conditional_mutual_information(x, y, z, estimator=None) -> float:
     """I(X;Y|Z) = H(X,Z) + H(Y,Z) − H(X,Y,Z) − H(Z), in the estimator's base."""
-    h = _Entropies(estimator, {"x": x, "y": y, "z": z})
-    return combine([(1, h("x", "z")), (1, h("y", "z")), (-1, h("x", "y", "z")), (-1, h("z"))])
+    return _evaluate(estimator, {"x": x, "y": y, "z": z}, _cmi_recipe)
 
 
 def _variables(variables, name: str) -> dict:
@@ -99,8 +152,14 @@ def total_correlation(variables, estimator=None) -> float:
         variables: a list of k ≥ 2 variables with the same N.
     """
     groups = _variables(variables, "variables")
-    h = _Entropies(estimator, groups)
-    return combine([(1, h(n)) for n in groups] + [(-1, h(*groups))])
+
+    def recipe(h):
+        for n in groups:
+            h.request(n)
+        h.request(*groups)
+        return lambda: combine([(1, h(n)) for n in groups] + [(-1, h(*groups))])
+
+    return _evaluate(estimator, groups, recipe)
 
 
 def dual_total_correlation(variables, estimator=None) -> float:
@@ -110,9 +169,15 @@ def dual_total_correlation(variables, estimator=None) -> float:
         variables: a list of k ≥ 2 variables with the same N.
     """
     groups = _variables(variables, "variables")
-    h = _Entropies(estimator, groups)
     names = list(groups)
-    return combine([(1, h(*[m for m in names if m != n])) for n in names] + [(1 - len(names), h(*names))])
+
+    def recipe(h):
+        for n in names:
+            h.request(*[m for m in names if m != n])
+        h.request(*names)
+        return lambda: combine([(1, h(*[m for m in names if m != n])) for n in names] + [(1 - len(names), h(*names))])
+
+    return _evaluate(estimator, groups, recipe)
 
 
 @dataclass(frozen=True)
@@ -157,8 +222,20 @@ def pid(target, sources, estimator=None) -> PIDResult:
         ``PIDResult`` in the estimator's base.
     """
     source_groups = _variables(sources, "sources")
-    h = _Entropies(estimator, {"target": target, **source_groups})
-    names = list(source_groups)
+    return _evaluate(estimator, {"target": target, **source_groups}, _pid_recipe(list(source_groups)))
+
+
+def _pid_recipe(names: list):
+    def recipe(h: JointEntropies):
+        for group in [("target",)] + [(n,) for n in names] + [("target", n) for n in names] + [tuple(names),
+                                                                                               ("target", *names)]:
+            h.request(*group)
+        return lambda: _pid_result(h, names)
+
+    return recipe
+
+
+def _pid_result(h: JointEntropies, names: list) -> PIDResult:
     each = tuple(h.mi("target", n) for n in names)
     joint = combine([(1, h("target")), (1, h(*names)), (-1, h("target", *names))])
     redundancy = min(each)

@@ -1,6 +1,7 @@
-"""The networks analysed in the papers pyfastent implements, defined here so
-nothing is downloaded. ``width`` multiplies every hidden width (at least 1
-unit each), so tests and CPU demos can build small versions.
+"""The networks analysed in the papers pyfastent implements, and a ResNet-18,
+defined here so nothing is downloaded and torchvision is not needed.
+``width`` multiplies every hidden width (at least 1 unit each), so tests and
+CPU demos can build small versions.
 """
 from __future__ import annotations
 
@@ -92,3 +93,79 @@ def vgg16_bn(width: float = 1.0, classes: int = 10, in_size: int = 32, in_channe
     layers += [("flatten", nn.Flatten()), ("fc1", nn.Linear(channels * spatial, dense)), ("relu_fc1", nn.ReLU()),
                ("out", nn.Linear(dense, classes))]
     return nn.Sequential(OrderedDict(layers))
+
+
+class BasicBlock(nn.Module):
+    """The two-convolution residual block of ResNet-18 (He et al. 2016), laid
+    out as torchvision's: ``conv1``, ``bn1``, ``relu``, ``conv2``, ``bn2``, the
+    residual add, then ``relu`` again (its second call), with a 1×1
+    ``downsample`` convolution and batch norm when the shape changes."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels_out)
+        self.downsample = None
+        if stride != 1 or channels_in != channels_out:
+            self.downsample = nn.Sequential(nn.Conv2d(channels_in, channels_out, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(channels_out))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (He et al., "Deep Residual Learning for Image Recognition",
+    2016) with torchvision's module names: ``conv1``, ``bn1``, ``relu``,
+    (``maxpool``), ``layer1`` … ``layer4`` of two ``BasicBlock``s each,
+    ``avgpool``, ``fc``. See ``resnet18``."""
+
+    def __init__(self, width: float, classes: int, stem: str, in_channels: int):
+        super().__init__()
+        widths = [_scaled(c, width) for c in (64, 128, 256, 512)]
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem == "imagenet" else None
+        channels = widths[0]
+        for i, out in enumerate(widths, start=1):
+            stride = 1 if i == 1 else 2
+            setattr(self, f"layer{i}", nn.Sequential(BasicBlock(channels, out, stride), BasicBlock(out, out, 1)))
+            channels = out
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        if self.maxpool is not None:
+            x = self.maxpool(x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def resnet18(width: float = 1.0, classes: int = 10, stem: str = "cifar", in_channels: int = 3) -> ResNet18:
+    """ResNet-18 with torchvision's layout and names, written here.
+
+    Args:
+        width: multiplier of every channel count (64, 128, 256, 512).
+        classes: output size.
+        stem: ``"cifar"``: a 3×3 stride-1 convolution and no max-pool, for
+            32×32 inputs (59 layers in a default sweep); ``"imagenet"``:
+            torchvision's 7×7 stride-2 convolution and 3×3 max-pool, for
+            224×224 inputs (60 layers).
+        in_channels: input channels.
+    """
+    width = _checks.positive_number("width", width)
+    _checks.choice("stem", stem, ("cifar", "imagenet"))
+    classes = _checks.positive_int("classes", classes)
+    return ResNet18(width, classes, stem, _checks.positive_int("in_channels", in_channels))

@@ -78,13 +78,39 @@ class Observations:
 def observe(var: Variable, name: str) -> Observations:
     """Convert and check ``var.data``; errors name the argument ``name``."""
     tensor = _checks.samples(name, _checks.as_tensor(name, var.data))
-    if var.channels:
+    return Observations(_shaped(tensor, var.channels, name), _is_discrete(tensor, var.channels))
+
+
+def observe_rows(var: Variable, parts: list, name: str):
+    """The samples of a variable that arrived in batches (each [b, ...], the
+    same trailing shape; ``var.data`` is not read), checked as ``observe``
+    checks one tensor, as ``pyfastent.ops.reduction.Rows``."""
+    from pyfastent.ops.reduction import Rows
+
+    checked = []
+    for i, part in enumerate(parts):
+        what = name if len(parts) == 1 else f"{name} (batch {i})"
+        tensor = _checks.samples(what, _checks.as_tensor(what, part), min_n=2 if len(parts) == 1 else 1)
+        checked.append(_shaped(tensor, var.channels, what))
+    n = sum(t.shape[0] for t in checked)
+    if n < 2:
+        raise ValueError(f"{name} needs at least N = 2 samples, got N = {n}")
+    return Rows(checked, name, channels=var.channels)
+
+
+def _is_discrete(tensor: torch.Tensor, channels: bool) -> bool:
+    return not channels and _checks.is_discrete_dtype(tensor) and tensor.dim() <= 2
+
+
+def _shaped(tensor: torch.Tensor, channels: bool, name: str) -> torch.Tensor:
+    """(N, C, D) float for channels, (N, k) int64 for discrete data, else (N, D) float."""
+    if channels:
         if tensor.dim() < 2:
             raise ValueError(f"{name} needs shape (N, C, ...) with channels=True, got {tuple(tensor.shape)}")
-        return Observations(_float(tensor).reshape(tensor.shape[0], tensor.shape[1], -1), False)
-    if _checks.is_discrete_dtype(tensor) and tensor.dim() <= 2:
-        return Observations(tensor.reshape(tensor.shape[0], -1).to(torch.int64), True)
-    return Observations(_float(tensor).reshape(tensor.shape[0], -1), False)
+        return _float(tensor).reshape(tensor.shape[0], tensor.shape[1], -1)
+    if _is_discrete(tensor, channels):
+        return tensor.reshape(tensor.shape[0], -1).to(torch.int64)
+    return _float(tensor).reshape(tensor.shape[0], -1)
 
 
 def _float(tensor: torch.Tensor) -> torch.Tensor:

@@ -15,3 +15,21 @@ def device(request):
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def built_grams(monkeypatch):
+    """The names of the variables whose N×N products (inner products,
+    per-channel distances) are built, one entry per build."""
+    from pyfastent.ops import reduction
+
+    names = []
+    build = reduction.reduce_rows
+
+    def recording(rows, needs):
+        if needs.gram is not None or needs.standardized_gram or needs.channel_rules:
+            names.append(rows.name)
+        return build(rows, needs)
+
+    monkeypatch.setattr(reduction, "reduce_rows", recording)
+    return names

@@ -252,5 +252,7 @@ def test_values_that_overflow_float64_are_a_clear_error():
     x = torch.randn(20, 3, dtype=torch.float64) * 1e200
     with pytest.raises(ValueError, match=r"^x has values so large .* overflow even float64; rescale"):
         pf.Renyi().entropy(x)
-    with pytest.raises(ValueError, match=r"overflows float64 .* rescale the data"):
+    with pytest.raises(ValueError, match=r"^x has values so large .* overflow even float64; rescale"):
         pf.LogDet(beta=1.0).entropy(x)
+    with pytest.raises(ValueError, match=r"^I \+ beta\*C overflows float64 .* rescale the data or lower beta"):
+        pf.LogDet(beta=1e300).entropy(torch.randn(20, 3, dtype=torch.float64) * 1e10)

@@ -70,15 +70,8 @@ def test_variable_overrides(rng):
     assert est.entropy(pf.Variable(x, sigma=0.7)) == pytest.approx(pf.Renyi(alpha=2, sigma=0.7).entropy(x), abs=1e-12)
 
 
-def test_each_gram_is_built_once(monkeypatch, rng):
-    calls = []
-    build = pyfastent.ops.normalized_gram
-
-    def counting(obs, kernel, rule, name):
-        calls.append(name)
-        return build(obs, kernel, rule, name)
-
-    monkeypatch.setattr(pyfastent.ops, "normalized_gram", counting)
+def test_each_gram_is_built_once(built_grams, rng):
+    calls = built_grams
     x = torch.randn(40, 5, generator=rng)
     y = torch.randint(0, 2, (40,), generator=rng)
     layers = [torch.randn(40, 8, generator=rng) for _ in range(3)]
@@ -115,10 +108,8 @@ def test_data_that_requires_grad_gives_plain_numbers_and_keeps_no_graph(estimato
     assert value == pytest.approx(float(estimator.entropy(x.detach())), abs=1e-12)
 
 
-def test_an_estimator_remembers_only_unchanged_torch_tensors(monkeypatch, rng):
-    calls = []
-    build = pyfastent.ops.normalized_gram
-    monkeypatch.setattr(pyfastent.ops, "normalized_gram", lambda obs, k, r, name: calls.append(name) or build(obs, k, r, name))
+def test_an_estimator_remembers_only_unchanged_torch_tensors(built_grams, rng):
+    calls = built_grams
     est = pf.Renyi()
     x = torch.randn(30, 4, generator=rng, dtype=torch.float64)
     first = est.entropy(x)
@@ -139,13 +130,14 @@ def test_an_estimator_remembers_only_unchanged_torch_tensors(monkeypatch, rng):
 
 def test_logdet_wide_joint_gram_is_built_once(rng):
     est = pf.LogDet()
-    wide = est.prepare(torch.randn(20, 50, generator=rng))
-    other = est.prepare(torch.randn(20, 30, generator=rng))
-    est.joint_entropy([wide, other])
-    cached = wide.payload._gram
+    wide = est.prepare(torch.randn(20, 50, generator=rng))  # d > N: its N×N products are what it keeps
+    narrow = est.prepare(torch.randn(20, 5, generator=rng))  # Zᵀ·Z and Z; Z·Zᵀ when a wide joint needs it
+    assert wide.payload.gram is not None and narrow.payload.gram is None
+    est.joint_entropy([wide, narrow])
+    cached = narrow.payload.gram
     assert cached is not None
-    est.joint_entropy([wide, other])
-    assert wide.payload._gram is cached
+    est.joint_entropy([wide, narrow])
+    assert narrow.payload.gram is cached
 
 
 def test_marginal_entropy_of_a_prepared_variable_is_computed_once(monkeypatch, rng):
@@ -153,8 +145,9 @@ def test_marginal_entropy_of_a_prepared_variable_is_computed_once(monkeypatch, r
     px = est.prepare(torch.randn(30, 4, generator=rng))
     layers = [est.prepare(torch.randn(30, 6, generator=rng), "t") for _ in range(3)]
     joints = []
-    inner = est._joint_nats
-    monkeypatch.setattr(est, "_joint_nats", lambda payloads: joints.append(len(payloads)) or inner(payloads))
+    inner = est._defer_joint_nats
+    monkeypatch.setattr(est, "_defer_joint_nats",
+                        lambda payloads, batch: joints.append(len(payloads)) or inner(payloads, batch))
     for pt in layers:
         pf.mutual_information(px, pt, estimator=est)
     assert sorted(joints) == [1, 1, 1, 1, 2, 2, 2]  # H(X) once, H(T) and H(X,T) per layer

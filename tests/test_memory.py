@@ -42,7 +42,7 @@ def recording(n, dtype, device, copies, what):
     real(n, dtype, device, copies, what)
     claims.append(status("VmRSS:") + copies * n * n * torch.empty((), dtype=dtype).element_size())
 for name in ("pyfastent.ops.gram", "pyfastent.ops.kernels", "pyfastent.ops._torch_spectrum",
-             "pyfastent.estimators.logdet"):
+             "pyfastent.ops.reduction", "pyfastent.ops.eigen", "pyfastent.estimators.logdet"):
     setattr(importlib.import_module(name), "ensure_square_fits", recording)
 
 N = int(sys.argv[1])

@@ -25,7 +25,7 @@ import math
 import torch
 
 from pyfastent import _checks, ops
-from pyfastent.ops._torch_spectrum import eigenvalues
+from pyfastent.ops.eigen import eigenvalues
 
 
 def _as_gram(name: str, K) -> torch.Tensor:

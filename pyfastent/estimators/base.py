@@ -8,6 +8,8 @@ entropy.
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import math
 import weakref
 from collections import OrderedDict
@@ -19,6 +21,9 @@ import torch
 from pyfastent import _checks
 from pyfastent._warnings import SaturationWarning, warn_once_per_call_site
 from pyfastent.estimate import Estimate, scale
+from pyfastent.ops.deferred import Pending, SpectralBatch
+from pyfastent.ops import reduction as reductions
+from pyfastent.ops.reduction import Needs, Reduction, Rows
 
 # A joint entropy is saturated when its effective number of states exp(S)
 # reaches this fraction of N: the spectrum (or the distribution) is spread
@@ -26,7 +31,7 @@ from pyfastent.estimate import Estimate, scale
 # 1% of log N would miss the failure it is meant to flag (independent 2-D
 # Gaussians, N = 400, kNN widths: joint at 98.7% of log N, 3.9 bits of "MI").
 SATURATION = 0.9
-from pyfastent.variable import Observations, Variable, as_variable, observe
+from pyfastent.variable import Variable, as_variable, observe_rows
 
 
 @dataclass(eq=False)
@@ -56,7 +61,16 @@ class Prepared:
 class Estimator(abc.ABC):
     """Base class of the estimator families.
 
-    Subclasses implement ``_prepare`` and ``_joint_nats``.
+    Preparing a variable is two steps, so that several estimators can share
+    the expensive part: ``needs`` says which products of the variable's
+    rows the estimator reads (``pyfastent.ops.reduction.Needs``), the rows
+    are reduced once to the union of every reader's needs, and
+    ``prepare_reduced`` turns that ``Reduction`` into the estimator's
+    payload. Joint entropies whose spectra are needed are deferred into a
+    ``SpectralBatch`` (``defer_joint_entropy``) and solved together.
+
+    Subclasses implement ``needs``, ``_prepare``, ``_permute`` and one of
+    ``_joint_nats`` (computed at once) or ``_defer_joint_nats``.
     """
 
     def __init__(self, base: float):
@@ -103,15 +117,35 @@ class Estimator(abc.ABC):
             if hit is not None and hit[0]() is var.data:
                 self._recent.move_to_end(key)
                 return replace(hit[1], name=name)  # the payload and its entropy are shared
-        obs = observe(var, name)
         # Estimates are numbers: no autograd graph is built behind them (it would only hold memory).
-        obs = Observations(obs.values.detach(), obs.discrete)
-        prepared = Prepared(self, obs.n, self._prepare(var, obs, name), name)
+        rows = observe_rows(var, [_checks.as_tensor(name, var.data).detach()], name)
+        prepared = self.prepare_rows(var, rows, name)
         if key is not None:
             self._recent[key] = (weakref.ref(var.data), prepared)
             while len(self._recent) > RECENT:
                 self._recent.popitem(last=False)
         return prepared
+
+    @abc.abstractmethod
+    def needs(self, var: Variable, rows: Rows, partners: Sequence[Prepared] | None = None) -> Needs:
+        """What this estimator reads of a variable's rows.
+
+        Args:
+            var: the variable's options (kernel, width, channels).
+            rows: its samples (their count, shape and dtype decide).
+            partners: the prepared variables it will be joined with, when
+                known (a layer's X and Y in a sweep): products with them
+                can then replace keeping its columns. ``None``: any joint.
+        """
+
+    def prepare_rows(self, var: Variable, rows: Rows, name: str, partners=None) -> Prepared:
+        """Reduce ``rows`` to what this estimator reads and prepare them."""
+        return self.prepare_reduced(var, reductions.reduce_rows(rows, self.needs(var, rows, partners)), name)
+
+    def prepare_reduced(self, var: Variable, reduction: Reduction, name: str) -> Prepared:
+        """The prepared variable from a reduction that holds at least what
+        ``needs`` asked for (it may hold more, for other estimators)."""
+        return Prepared(self, reduction.n, self._prepare(var, reduction, name), name)
 
     def entropy(self, *variables) -> float:
         """Joint entropy of the given variables, in units of ``base``.
@@ -131,29 +165,40 @@ class Estimator(abc.ABC):
         Estimators bounded by log N (``Renyi``, ``Discrete``) emit a
         ``SaturationWarning``, once per call site, when the value reaches
         log N + log 0.9 (an effective number of states exp(S) ≥ 0.9·N): it
-        then measures the sample count, not the data.
+        then measures the sample count, not the data (inside
+        ``saturation_report`` the cases are collected instead).
         """
+        batch = SpectralBatch()
+        pending = self.defer_joint_entropy(prepared, batch)
+        batch.solve()
+        return pending.value
+
+    def defer_joint_entropy(self, prepared: Sequence[Prepared], batch: SpectralBatch) -> Pending:
+        """``joint_entropy``, with any spectrum it needs added to ``batch``:
+        the value is known once the batch is solved."""
+        prepared = list(prepared)
         _checks.same_sample_count((p.name, p.n) for p in prepared)
         if len(prepared) == 1 and "entropy" in prepared[0]._memo:
-            return prepared[0]._memo["entropy"]
+            return Pending.done(prepared[0]._memo["entropy"])
         payloads = [p.payload for p in prepared]
-        nats = self._joint_nats(payloads)
+        return self._defer_joint_nats(payloads, batch).then(lambda nats: self._finish(nats, prepared, payloads))
+
+    def _finish(self, nats, prepared: list, payloads: list):
         nats = nats if isinstance(nats, Estimate) else float(nats)
         n = prepared[0].n
         if nats >= math.log(SATURATION * n):
             advice = self._saturation_advice(payloads)
             if advice:
-                names = ", ".join(p.name for p in prepared[:6]) + (
-                    f", … ({len(prepared)} variables)" if len(prepared) > 6 else "")
-                warn_once_per_call_site(
-                    f"the {self.label} entropy of ({names}) is {nats / self._ln_base:.4g} {self.units}, at its "
-                    f"ceiling log N = {math.log(n) / self._ln_base:.4g} (N = {n}; effective number of states "
-                    f"{math.exp(nats):.0f}): it, and any mutual information built from it, "
-                    f"measures N rather than the data. {advice}", SaturationWarning)
+                _report_saturation(self, prepared, nats, advice)
         value = scale(nats, 1.0 / self._ln_base)
         if len(prepared) == 1:
             prepared[0]._memo["entropy"] = value
         return value
+
+    def _defer_joint_nats(self, payloads: list, batch: SpectralBatch) -> Pending:
+        """Joint entropy in nats, deferred; estimators without spectra
+        compute it at once."""
+        return Pending.done(self._joint_nats(payloads))
 
     def dpi_slack(self, value: float) -> float:
         """How far a later layer's MI may exceed an earlier one's before the
@@ -178,13 +223,14 @@ class Estimator(abc.ABC):
         """The payload of the samples reordered by ``index``."""
 
     @abc.abstractmethod
-    def _prepare(self, var: Variable, obs: Observations, name: str) -> object:
-        """The payload for one checked variable."""
+    def _prepare(self, var: Variable, reduction: Reduction, name: str) -> object:
+        """The payload of one variable, from its reduction."""
 
-    @abc.abstractmethod
     def _joint_nats(self, payloads: list) -> float:
         """Joint entropy in nats of prepared payloads (same N, at least one):
-        a float, or an ``Estimate`` for randomized methods."""
+        a float, or an ``Estimate`` for randomized methods. Estimators that
+        defer spectra override ``_defer_joint_nats`` instead."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _joint_nats nor _defer_joint_nats")
 
 
 def _base_suffix(base) -> str:
@@ -204,3 +250,39 @@ def _recent_key(var: Variable):
         return None
     return (id(data), data._version, data.data_ptr(), tuple(data.shape), data.stride(), data.dtype, data.device,
             var.kernel, id(var.sigma), var.channels)
+
+
+# Where saturated joints go while a ``saturation_report`` is open: a list of
+# records, or None for a warning per call site.
+_saturation_sink: contextvars.ContextVar = contextvars.ContextVar("pyfastent_saturation", default=None)
+
+
+@contextlib.contextmanager
+def saturation_report():
+    """Collect saturated joint entropies instead of warning about each:
+    yields a list that receives one dict per saturated joint (``estimator``
+    label, ``variables`` (their names), ``value`` in the estimator's units,
+    ``ceiling`` = log N in those units, ``advice``). Sweeps use it to name
+    every saturated layer in one warning and a column."""
+    records: list = []
+    token = _saturation_sink.set(records)
+    try:
+        yield records
+    finally:
+        _saturation_sink.reset(token)
+
+
+def _report_saturation(est: Estimator, prepared: list, nats: float, advice: str) -> None:
+    n = prepared[0].n
+    records = _saturation_sink.get()
+    if records is not None:
+        records.append({"estimator": est.label, "variables": tuple(p.name for p in prepared),
+                        "value": nats / est._ln_base, "ceiling": math.log(n) / est._ln_base, "advice": advice})
+        return
+    names = ", ".join(p.name for p in prepared[:6]) + (
+        f", … ({len(prepared)} variables)" if len(prepared) > 6 else "")
+    warn_once_per_call_site(
+        f"the {est.label} entropy of ({names}) is {nats / est._ln_base:.4g} {est.units}, at its "
+        f"ceiling log N = {math.log(n) / est._ln_base:.4g} (N = {n}; effective number of states "
+        f"{math.exp(nats):.0f}): it, and any mutual information built from it, "
+        f"measures N rather than the data. {advice}", SaturationWarning)

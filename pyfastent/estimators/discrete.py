@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from pyfastent.estimators.base import Estimator, _base_suffix
-from pyfastent.variable import require_discrete, row_codes
+from pyfastent.ops.reduction import Needs
+from pyfastent.variable import Observations, require_discrete, row_codes
 
 
 class Discrete(Estimator):
@@ -31,8 +32,13 @@ class Discrete(Estimator):
         suffix = _base_suffix(self.base)
         return f"discrete({suffix[1:]})" if suffix else "discrete"
 
-    def _prepare(self, var, obs, name):
-        return row_codes(require_discrete(obs, name))  # [N]
+    def needs(self, var, rows, partners=None):
+        """The code of each distinct row; the rows must be discrete."""
+        require_discrete(Observations(rows.values(), rows.discrete), rows.name)
+        return Needs(codes=True)
+
+    def _prepare(self, var, reduction, name):
+        return reduction.codes  # [N]
 
     def _saturation_advice(self, payloads):
         return ("Nearly every sample is a distinct state, so the plug-in estimate has nothing to count: "

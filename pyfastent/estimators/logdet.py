@@ -12,28 +12,56 @@ import torch
 from pyfastent import _checks
 from pyfastent._memory import ensure_square_fits
 from pyfastent.estimators.base import Estimator, _base_suffix
-from pyfastent.ops.logdet import MODES, centred_gram, spd_logdet
-from pyfastent.variable import row_codes
+from pyfastent.ops.logdet import MODES, spd_logdet
+from pyfastent.ops.reduction import Needs
 
 
 @dataclass(eq=False)
-class Features:
-    """A prepared LogDet variable: its features [N, d] in float64 (discrete
-    ones one-hot). Centring (and standardization) happens inside each joint's
-    construction, on load in the CUDA kernel; the N×N Gram XcXcᵀ that wide
-    joints need is computed on first use and kept."""
+class LogDetPayload:
+    """A prepared LogDet variable: what the joints it enters read of its
+    (column-centred, and in correlation mode standardized) columns Z [N, d],
+    float64 (discrete variables as one-hot columns):
 
-    x: torch.Tensor
-    mode: str
-    _gram: torch.Tensor | None = field(default=None, repr=False)
+    - ``gram``: Z·Zᵀ [N, N], for joints wider than N (Sylvester side);
+    - ``covariance``: Zᵀ·Z [d, d], for joints of at most N columns;
+    - ``crosses``: partner key -> Pᵀ·Z [d_p, d], the off-diagonal blocks of
+      those joints with the variables it was prepared beside (``partners``);
+    - ``columns``: Z itself, kept when the joints are not known in advance
+      (it is at most N×N: only for d ≤ N); ``gram`` is then built from it
+      when a wide joint first needs it.
 
-    def gram(self) -> torch.Tensor:
-        if self._gram is None:
-            n, d = self.x.shape
-            # The N×N Gram and the centred copy of X it is built from.
-            ensure_square_fits(n, torch.float64, self.x.device, 1 + d / n, "the LogDet Gram matrix (Sylvester side)")
-            self._gram = centred_gram(self.x[None], self.mode, 1.0, columns=False)[0]  # [N, N]
-        return self._gram
+    ``key`` identifies it in other variables' ``crosses``.
+    """
+
+    n: int
+    width: int
+    gram: torch.Tensor | None = None
+    covariance: torch.Tensor | None = None
+    crosses: dict = field(default_factory=dict)
+    columns: torch.Tensor | None = None
+    key: object = field(default_factory=object)
+
+    def gram_matrix(self) -> torch.Tensor:
+        if self.gram is None:
+            if self.columns is None:
+                raise RuntimeError("a LogDet variable prepared without its N×N products entered a joint wider than "
+                                   "N; prepare it with partners=None or with the partners it is joined with")
+            ensure_square_fits(self.n, torch.float64, self.columns.device, 1, "the LogDet Gram matrix (Sylvester side)")
+            self.gram = self.columns @ self.columns.T
+        return self.gram
+
+    def block_with(self, other: "LogDetPayload") -> torch.Tensor:
+        """Zᵀ·Z_other [d, d_other]: an off-diagonal block of a joint's covariance."""
+        if other is self:
+            return self.covariance
+        if self.key in other.crosses:
+            return other.crosses[self.key]
+        if other.key in self.crosses:
+            return self.crosses[other.key].T
+        if self.columns is not None and other.columns is not None:
+            return self.columns.T @ other.columns
+        raise RuntimeError("two LogDet variables prepared without each other's cross-products entered one joint; "
+                           "prepare them with partners=None or as each other's partners")
 
 
 PAPER_BETA_PER_COLUMN = 100.0
@@ -97,30 +125,63 @@ class LogDet(Estimator):
         """1e-9 relative: float64 Cholesky of I + β·C, whose eigenvalues are ≥ 1."""
         return 1e-9 * max(1.0, abs(value))
 
-    def _prepare(self, var, obs, name):
-        x = _one_hot(obs.values) if obs.discrete else obs.values.reshape(obs.n, -1)
-        x = x.double()
+    def needs(self, var, rows, partners=None):
+        """float64 products of the centred (standardized, in correlation
+        mode) columns: Z·Zᵀ for d > N; else Zᵀ·Z, plus the cross-products
+        with the partners for the joints that stay within N columns, and
+        Z·Zᵀ when one does not; with no partners given, Z itself."""
+        d, n = (rows.one_hot_width() if rows.discrete else rows.width), rows.n
+        base = Needs(discrete_as="one_hot" if rows.discrete else None)
+        wide = Needs(standardized_gram=True) if self.mode == "correlation" else Needs(gram=torch.float64)
+        if d > n:
+            return base | wide
+        needs = base | Needs(covariance=True)
+        if partners is None:
+            return needs | Needs(columns=True)
+        for partner in partners:
+            p = partner.payload
+            if d + p.width > n:
+                needs |= wide
+            elif p.columns is not None:
+                needs |= Needs(crosses=frozenset({(p.key, p.columns)}))
+            else:
+                raise ValueError(f"{partner.name} was prepared without its columns; a LogDet partner needs them")
+        return needs
+
+    def _prepare(self, var, reduction, name):
         if self.beta is None:
-            self.beta = PAPER_BETA_PER_COLUMN * x.shape[1]
-        return Features(x, self.mode)
+            self.beta = PAPER_BETA_PER_COLUMN * reduction.width
+        payload = LogDetPayload(reduction.n, reduction.width)
+        if self.mode == "correlation":
+            payload.gram = reduction.standardized_gram
+            s = reduction.scale  # 1/std per column (0: constant) [d], or None for a wide variable
+            if reduction.covariance is not None:
+                payload.covariance = reduction.covariance * s[:, None] * s[None, :]
+                payload.crosses = {k: c * s[None, :] for k, c in reduction.crosses.items()}  # partners' sides are scaled
+            if reduction.columns is not None:
+                payload.columns = reduction.columns * s
+        else:
+            payload.gram, payload.covariance, payload.columns = reduction.gram, reduction.covariance, reduction.columns
+            payload.crosses = dict(reduction.crosses)
+        return payload
 
     def _permute(self, payload, index):
-        index = index.to(payload.x.device)
-        gram = payload._gram
-        if gram is not None:
-            gram = gram.index_select(0, index).index_select(1, index)
-        return Features(payload.x.index_select(0, index), payload.mode, gram)
+        # Zᵀ·Z does not change when the samples are reordered; products with other variables do.
+        index = index.to((payload.gram if payload.gram is not None else payload.covariance).device)
+        gram = payload.gram.index_select(0, index).index_select(1, index) if payload.gram is not None else None
+        columns = payload.columns.index_select(0, index) if payload.columns is not None else None
+        return LogDetPayload(payload.n, payload.width, gram, payload.covariance, {}, columns)
 
     def _joint_nats(self, payloads):
-        n = payloads[0].x.shape[0]
-        d = sum(p.x.shape[1] for p in payloads)
-        device = payloads[0].x.device
-        if d <= n:  # I + βC, its Cholesky factor, the concatenated and the centred columns
-            ensure_square_fits(d, torch.float64, device, 2 + 2 * n / d, "I + beta*C")
-            x = torch.cat([p.x for p in payloads], dim=1)  # [N, d]
-            m = centred_gram(x[None], self.mode, self.beta / n, columns=True)[0]  # [d, d]
-        else:  # [N, N], Sylvester side, from the variables' kept Gram matrices, summed in place
-            grams = [p.gram() for p in payloads]
+        n = payloads[0].n
+        d = sum(p.width for p in payloads)
+        device = (payloads[0].gram if payloads[0].gram is not None else payloads[0].covariance).device
+        if d <= n:  # I + βC [d, d] and its Cholesky factor, from the variables' blocks
+            ensure_square_fits(d, torch.float64, device, 2, "I + beta*C")
+            rows = [torch.cat([a.block_with(b) for b in payloads], dim=1) for a in payloads]
+            m = torch.cat(rows, dim=0).mul_(self.beta / n)  # [d, d]
+        else:  # [N, N], Sylvester side, from the variables' inner products, summed in place
+            grams = [p.gram_matrix() for p in payloads]
             ensure_square_fits(n, torch.float64, device, 2, "I + beta*C")  # the sum and its Cholesky factor
             m = grams[0] * (self.beta / n)
             for g in grams[1:]:
@@ -129,8 +190,3 @@ class LogDet(Estimator):
         if not _checks.all_finite(m):
             raise ValueError(f"I + beta*C overflows float64 (beta = {self.beta:g}): rescale the data or lower beta")
         return 0.5 * float(spd_logdet(m[None], what="I + beta*C")[0])
-
-
-def _one_hot(values: torch.Tensor) -> torch.Tensor:
-    columns = [torch.nn.functional.one_hot(row_codes(values[:, j : j + 1])) for j in range(values.shape[1])]
-    return torch.cat(columns, dim=1).to(torch.float64)

@@ -18,11 +18,12 @@ import torch
 from pyfastent import _checks, ops
 from pyfastent.estimators.base import Estimator, _base_suffix
 from pyfastent.ops import spectral
-from pyfastent.ops.gram import kernel_features
+from pyfastent.ops.deferred import Pending
+from pyfastent.ops.gram import kernel_matrix, kernel_needs
 from pyfastent.ops.kernels import _hadamard_normalized
 from pyfastent.ops.operators import JointKernel
 from pyfastent.ops.spectral import LanczosConfig
-from pyfastent.variable import KERNELS, row_codes
+from pyfastent.variable import KERNELS
 from pyfastent.widths import as_width_rule
 
 
@@ -144,16 +145,24 @@ class Renyi(Estimator):
         Gram matrices) rather than by the randomized method."""
         return self.method == "exact" or (self.method == "auto" and n <= EXACT_UP_TO)
 
-    def _prepare(self, var, obs, name):
-        kernel = ops.resolve_kernel(var, obs.discrete, self.kernel)
+    def needs(self, var, rows, partners=None):
+        """The inner products of the rows in their precision (exact
+        spectra), per-channel distances (``channels=True``), the features
+        (the randomized method) or the codes (delta kernel)."""
+        kernel = ops.resolve_kernel(var, rows.discrete, self.kernel)
+        return kernel_needs(kernel, var.sigma or self.sigma, rows, self.exact_for(rows.n))
+
+    def _prepare(self, var, reduction, name):
+        kernel = ops.resolve_kernel(var, reduction.discrete, self.kernel)
         if kernel == "delta":
-            return RenyiPayload((), codes=row_codes(obs.values))
+            return RenyiPayload((), codes=reduction.codes)
         rule = var.sigma or self.sigma
-        if self.exact_for(obs.n):
-            matrix, sigma = ops.normalized_gram(obs, kernel, rule, name)
+        if self.exact_for(reduction.n):
+            matrix, sigma = kernel_matrix(reduction, kernel, rule)
             return RenyiPayload(sigma, matrix=matrix)
-        features, kind, sigma = kernel_features(obs, kernel, rule, name)
+        features, kind, sigma = reduction.features[(kernel, rule)]
         return RenyiPayload(sigma, features=features, kind=kind)
+
     def dpi_slack(self, value):
         """1e-4 bits: DESIGN.md's accuracy target for float32 activations
         (their Gram matrices are float32; spectra are float64)."""
@@ -177,7 +186,10 @@ class Renyi(Estimator):
             matrix = take(matrix).index_select(1, index.to(matrix.device))
         return replace(payload, matrix=matrix, features=take(payload.features), codes=take(payload.codes))
 
-    def _joint_nats(self, payloads):
+    def _defer_joint_nats(self, payloads, batch):
+        """Exact spectra go to ``batch`` (the joint matrix, or its class
+        blocks when delta-kernel variables are in the joint); plug-in
+        entropies, α = 2 and randomized estimates are computed at once."""
         held = [t for p in payloads for t in (p.matrix, p.features, p.codes) if t is not None]
         if len({t.device for t in held}) > 1:
             raise ValueError("variables must be on one device, got " + ", ".join(sorted({str(t.device) for t in held})))
@@ -186,12 +198,12 @@ class Renyi(Estimator):
         groups = spectral.groups_of(codes) if codes else None
         rest = [p for p in payloads if p.codes is None]
         if not rest:
-            return spectral.plugin_renyi_nats(groups, n, self.alpha)
+            return Pending.done(spectral.plugin_renyi_nats(groups, n, self.alpha))
         if rest[0].matrix is not None:
             joint = rest[0].matrix if len(rest) == 1 else _hadamard_normalized([p.matrix for p in rest], "auto")
-            return spectral.exact_renyi_nats(joint, self.alpha, groups)
+            return spectral.defer_exact_renyi_nats(joint, self.alpha, groups, batch)
         rbf = [p.features for p in rest if p.kind == "rbf"]
         dtype = functools.reduce(torch.promote_types, [p.features.dtype for p in rest])
         kernel = JointKernel(torch.cat([f.to(dtype) for f in rbf], dim=1) if rbf else None,
                              [p.features.to(dtype) for p in rest if p.kind == "linear"], n)
-        return spectral.randomized_renyi_nats(kernel, self.alpha, groups, self.lanczos)
+        return Pending.done(spectral.randomized_renyi_nats(kernel, self.alpha, groups, self.lanczos))

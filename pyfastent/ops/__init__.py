@@ -10,6 +10,7 @@ import torch
 
 from pyfastent import _checks
 from pyfastent.ops import _torch_spectrum
+from pyfastent.ops.eigen import eigenvalues
 from pyfastent.ops.gram import normalized_gram
 from pyfastent.ops.kernels import alpha2_entropies, batched_gram, hadamard_gram, hadamard_normalized
 from pyfastent.ops.logdet import covariance_logdet, logdet_joints, spd_logdet
@@ -114,7 +115,7 @@ def _psd_renyi_nats(a: torch.Tensor, alpha: float) -> torch.Tensor:
         if bool((torch.linalg.cholesky_ex(shifted).info != 0).any()):
             raise ValueError("A is not positive semidefinite (a Gram matrix must be); S_2 would be meaningless")
         return _torch_spectrum.frobenius_renyi2_nats(a64)
-    eig = torch.linalg.eigvalsh(a64)  # [..., N]
+    eig = eigenvalues(a64)  # [..., N]
     smallest = eig.amin(dim=-1)
     if bool((smallest < -slack).any()):
         raise ValueError(f"A is not positive semidefinite: smallest eigenvalue {float(smallest.min()):.3g} "

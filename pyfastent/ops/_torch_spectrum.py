@@ -7,46 +7,6 @@ from __future__ import annotations
 
 import torch
 
-from pyfastent._memory import ensure_square_fits
-
-
-def renyi_nats(a: torch.Tensor, alpha: float) -> torch.Tensor:
-    """S_α of symmetric PSD matrices: [..., N, N] -> [...], in nats.
-
-    The matrices are divided by their trace first. α = 2 uses
-    Σλ² = ‖A‖_F² and needs no eigendecomposition; other α use the symmetric
-    eigensolver (``eigvalsh``, which reads the lower triangle).
-
-    The spectrum is always computed in float64, whatever the dtype of ``a``:
-    a float32 eigensolver was measured to lose 3e-4 bits at α = 0.5 and
-    2e-5 bits at α = 1.01 (N = 2048), above the 1e-4-bit target, while a
-    float32 Gram matrix with a float64 spectrum stays within 4e-6 bits.
-    """
-    if alpha == 2.0:
-        return frobenius_renyi2_nats(a)
-    # A float64 copy (unless A is float64), the eigensolver's own copy and
-    # its work space (measured in tests/test_memory.py).
-    copies = 1.25 if a.dtype == torch.float64 else 2.25
-    ensure_square_fits(a.shape[-1], torch.float64, a.device, copies * (a.numel() // a.shape[-1] ** 2),
-                       "the eigenvalues of the Gram matrix")
-    return spectrum_renyi_nats(eigenvalues(a), alpha)
-
-
-def eigenvalues(a: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues of symmetric [..., N, N], in float64 (eigenvalues only:
-    no eigenvectors are computed), by ``torch.linalg.eigvalsh``.
-
-    Measured side by side (benchmarks/results/bench_eigensolvers_cpu.md):
-    alone, NumPy's and SciPy's LAPACK drivers were up to 20% faster at
-    N = 512-2048; right after torch work, as in the estimator, their OpenBLAS
-    threads compete with torch's OpenMP threads (3× slower at N = 256 there;
-    7.7× slower for the whole information-plane workload of
-    bench_estimators.py at N = 256), while torch's stays within 15% of the
-    best and is the fastest at N = 4096.
-    """
-    a = a.to(torch.float64)
-    return torch.linalg.eigvalsh(a)
-
 
 def frobenius_renyi2_nats(a: torch.Tensor) -> torch.Tensor:
     """S_2 = −log(‖A‖_F² / tr(A)²) of [..., N, N], in nats, with float64

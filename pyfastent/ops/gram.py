@@ -8,7 +8,9 @@ from pyfastent._memory import ensure_square_fits
 from pyfastent._native import resolve_backend
 from pyfastent.ops import _torch_gram
 from pyfastent.ops.kernels import _batched_gram, _hadamard_gram
-from pyfastent.variable import Observations, row_codes
+from pyfastent.ops import reduction as reductions
+from pyfastent.ops.reduction import Needs, Reduction, Rows
+from pyfastent.variable import Observations
 from pyfastent.widths import WidthRule
 
 
@@ -29,43 +31,66 @@ def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str,
         (A, sigmas): A is [N, N] with trace 1, float32 or float64 like the
         data (float64 for float32 data so large that its squared distances
         would overflow float32; discrete data: float32); sigmas is a tuple of
-        the σ used (empty for the linear and delta kernels).
+        the σ used (empty for the linear and delta kernels). Differentiable
+        on the torch path.
     """
     values = obs.values
-    what = f"the Gram matrix of {name}"
+    if kernel != "delta" and resolve_backend(backend, [values], "gram") == "cuda":
+        dtype = _checks.overflow_safe_dtype(name, values.reshape(obs.n, -1), centred=kernel != "linear")
+        squares = 1.0 if kernel == "linear" else 1.0 + (values.dim() == 3) + rule.peak_squares
+        ensure_square_fits(obs.n, dtype, values.device, copies=squares, what=f"the Gram matrix of {name}")
+        return _cuda_normalized_gram(values.to(dtype), kernel, rule, obs.n)
+    rows = Rows([values], name, channels=values.dim() == 3)
+    return kernel_matrix(reductions.reduce_rows(rows, kernel_needs(kernel, rule, rows, exact=True)), kernel, rule)
+
+
+def kernel_needs(kernel: str, rule: WidthRule, rows: Rows, exact: bool) -> Needs:
+    """What a Rényi kernel of ``rows`` reads (see ``kernel_matrix``):
+    codes for the delta kernel; the features when the spectrum is not
+    ``exact``; per-channel distances for channel rows; else the inner
+    products, in the rows' precision."""
+    if kernel == "delta":
+        return Needs(codes=True)
+    discrete_as = "values" if rows.discrete else None
+    if not exact:
+        return Needs(features=((kernel, rule),), discrete_as=discrete_as)
+    if rows.channels is not None:
+        return Needs(channel_rules=(rule,))
+    dtype = rows.dtype if rows.dtype in (torch.float32, torch.float64) else torch.float32
+    return Needs(gram=dtype, discrete_as=discrete_as)
+
+
+def kernel_matrix(reduction: Reduction, kernel: str, rule: WidthRule) -> tuple[torch.Tensor, tuple]:
+    """The normalized Gram matrix A [N, N] (trace 1) of a reduced variable
+    and the widths used, in the precision of its rows (float32 activations
+    give float32 kernels, as before the reduction: only the distances are
+    taken from float64 inner products when another reader asked for them).
+
+    RBF: squared distances g_ii + g_jj − 2·g_ij from the centred inner
+    products, σ from ``rule``, exp(−d²/(2σ²))/N; per channel: exp(−½ Σ_c
+    D_c/σ_c²)/N; linear: the uncentred inner products, normalized; delta:
+    1/N where two samples are equal.
+    """
+    n, dtype = reduction.n, reduction.dtype
+    what = f"the Gram matrix of {reduction.name}"
     if kernel == "delta":  # a boolean comparison, then the float matrix
-        ensure_square_fits(obs.n, torch.float32, values.device, copies=1.25, what=what)
-        return _torch_gram.delta(row_codes(values), torch.float32).div_(obs.n), ()
-    dtype = _checks.overflow_safe_dtype(name, values.reshape(obs.n, -1), centred=kernel != "linear")
-    # The kernel is built in place of the distances: one N×N matrix, plus the
-    # running sum for channels, plus what the width rule allocates.
-    squares = 1.0 if kernel == "linear" else 1.0 + (values.dim() == 3) + rule.peak_squares
-    ensure_square_fits(obs.n, dtype, values.device, copies=squares, what=what)
-    x = values.to(dtype)
-    if resolve_backend(backend, [x], "gram") == "cuda":
-        return _cuda_normalized_gram(x, kernel, rule, obs.n)
+        ensure_square_fits(n, torch.float32, reduction.device, copies=1.25, what=what)
+        return _torch_gram.delta(reduction.codes, torch.float32).div_(n), ()
+    if reduction.channels is not None:
+        weighted, sigmas = reduction.channels_weighted[rule]
+        ensure_square_fits(n, weighted.dtype, reduction.device, copies=1, what=what)
+        return _torch_gram.rbf_(weighted.clone(), 1.0).div_(n), sigmas
+    g = reduction.gram
     if kernel == "linear":
-        return _torch_gram.normalize_(_torch_gram.linear(x.reshape(obs.n, -1))), ()
-    if x.dim() == 3:
-        return _channel_gram(x, rule, name)
-    sq = _torch_gram.squared_distances(x)
-    sigma = rule(sq.detach(), obs.n, x.shape[1])  # σ is a number: gradients flow through the kernel, not σ
+        ensure_square_fits(n, dtype, reduction.device, copies=1, what=what)
+        offset = reduction.gram_offset.to(g.dtype)
+        k = g.clone().add_(offset[:, None]).add_(offset[None, :]).add_(reduction.gram_square)  # X·Xᵀ, uncentred
+        return _torch_gram.normalize_(k.to(dtype)), ()
+    ensure_square_fits(n, dtype, reduction.device, copies=1 + rule.peak_squares, what=what)
+    sq = _torch_gram.distances_from_gram(g.clone() if g.dtype == dtype else g, dtype)
+    sigma = rule(sq.detach(), n, reduction.width)  # σ is a number: gradients flow through the kernel, not σ
     # RBF: K_ii = 1, so the normalization is a division by N.
-    return _torch_gram.rbf_(sq, sigma).div_(obs.n), (sigma,)
-
-
-def _channel_gram(x: torch.Tensor, rule: WidthRule, name: str):
-    n, c, d = x.shape
-    weighted = x.new_zeros((n, n))  # Σ_c d_c² / σ_c²
-    sigmas = []
-    for ch in range(c):
-        sq = _torch_gram.squared_distances(x[:, ch])
-        sigma = rule(sq.detach(), n, d)
-        sigmas.append(sigma)
-        weighted.add_(sq, alpha=1.0 / (sigma * sigma))
-        del sq  # before the next channel's distances are allocated
-    # Hadamard product of per-channel RBFs = exp(−½ Σ_c d_c²/σ_c²); its trace is N.
-    return _torch_gram.rbf_(weighted, 1.0).div_(n), tuple(sigmas)
+    return _torch_gram.rbf_(sq, sigma).div_(n), (sigma,)
 
 
 def _cuda_normalized_gram(x: torch.Tensor, kernel: str, rule: WidthRule, n: int):

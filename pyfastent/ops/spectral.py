@@ -111,7 +111,7 @@ class LanczosConfig:
 def exact_sum(matrix: torch.Tensor, fn: TraceFunction) -> float:
     """Σ f(λ) over the eigenvalues of a (small) symmetric [n, n] block, in
     float64, with λ ≤ n·ε·λ_max counted as 0 (the eigensolver's round-off)."""
-    from pyfastent.ops._torch_spectrum import eigenvalues
+    from pyfastent.ops.eigen import eigenvalues
 
     lam = eigenvalues(matrix)
     floor = lam.shape[-1] * torch.finfo(torch.float64).eps * lam.amax().clamp(min=0)
@@ -256,19 +256,22 @@ def plugin_renyi_nats(groups: list, n: int, alpha: float) -> float:
     return float(spectrum_renyi_nats(sizes / n, alpha))
 
 
-def exact_renyi_nats(joint: torch.Tensor, alpha: float, groups: list | None) -> float:
-    """S_α of a normalized joint Gram matrix [N, N], restricted to the class
-    blocks ``groups`` when delta-kernel variables are in the joint: C blocks
-    cost ~N³/C² instead of N³."""
-    from pyfastent.ops._torch_spectrum import eigenvalues, renyi_nats, spectrum_renyi_nats, squared_norm64
+def defer_exact_renyi_nats(joint: torch.Tensor, alpha: float, groups: list | None, batch):
+    """S_α of a normalized joint Gram matrix [N, N] as a ``Pending`` whose
+    spectrum is solved with ``batch`` (a ``SpectralBatch``), restricted to
+    the class blocks ``groups`` when delta-kernel variables are in the
+    joint: C blocks cost ~N³/C² instead of N³. α = 2 needs no spectrum."""
+    from pyfastent.ops._torch_spectrum import frobenius_renyi2_nats, spectrum_renyi_nats, squared_norm64
+    from pyfastent.ops.deferred import Pending
 
-    if groups is None:
-        return float(renyi_nats(joint, alpha))
-    trace = float(joint.diagonal().sum(dtype=torch.float64))
-    blocks = (joint.index_select(0, g).index_select(1, g) for g in groups)
     if alpha == 2.0:
-        return -math.log(sum(float(squared_norm64(b)) for b in blocks) / trace**2)
-    return float(spectrum_renyi_nats(torch.cat([eigenvalues(b) for b in blocks]), alpha))
+        if groups is None:
+            return Pending.done(float(frobenius_renyi2_nats(joint)))
+        trace = float(joint.diagonal().sum(dtype=torch.float64))
+        blocks = (joint.index_select(0, g).index_select(1, g) for g in groups)
+        return Pending.done(-math.log(sum(float(squared_norm64(b)) for b in blocks) / trace**2))
+    blocks = [joint] if groups is None else [joint.index_select(0, g).index_select(1, g) for g in groups]
+    return batch.add(blocks, lambda eig: float(spectrum_renyi_nats(eig, alpha)))
 
 
 def _split(config: LanczosConfig) -> bool:

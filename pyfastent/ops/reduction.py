@@ -1,0 +1,460 @@
+"""The reduction of a variable: every product of its rows that an estimator
+reads, computed once, after which the rows can be dropped (DESIGN.md,
+"Sweeps at scale").
+
+A layer of 65 536 features seen on N = 1000 samples is reduced to N×N (or,
+when it is narrower than N, d×d) numbers that every estimator reading it
+shares: the Rényi kernels (RBF, linear, per-channel) and LogDet's matrices
+(either Sylvester side) are derived from them, never from the rows again.
+Estimators say what they read as ``Needs`` (``Estimator.needs``); the
+union of every reader's needs is built in one sweep over the columns.
+
+Precision: products are accumulated in float64 when any reader asks for
+it (LogDet: at β = 100·d float32 round-off is multiplied by β/N), otherwise
+in the data's precision. Symmetric products are computed on one triangle
+(BLAS ``syrk``, on the CPU) from column blocks of at most ``BLOCK_BYTES``, so no float64
+copy of the rows is ever made.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+
+from pyfastent import _checks
+from pyfastent._memory import ensure_square_fits
+from pyfastent.ops import threads
+
+# Columns are converted, centred and multiplied in blocks of about this many bytes.
+BLOCK_BYTES = 1 << 26
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the estimators reading a variable take from its rows.
+
+    Attributes:
+        gram: the centred inner products Xc·Xcᵀ [N, N] (with the row means'
+            terms an uncentred linear kernel adds), in this dtype; ``None``
+            for none.
+        standardized_gram: the inner products of the standardized columns
+            [N, N], float64 (LogDet's correlation mode on the Sylvester side).
+        covariance: Xcᵀ·Xc [d, d], float64 (for d ≤ N).
+        columns: keep the centred columns [N, d], float64 (d ≤ N): for a
+            variable that other variables' cross-products are taken with,
+            or whose joints are not known in advance.
+        crosses: (key, P) pairs: the products Pᵀ·Xc [d_p, d] with the kept
+            columns P [N, d_p] of the variables this one is joined with,
+            stored under ``key``.
+        channel_rules: width rules; for each, Σ_c D_c/σ_c² [N, N] over the
+            channels c of an (N, C, ...) variable, D_c the squared distances
+            of channel c and σ_c the rule's width for them (per-channel
+            Rényi, Yu et al. 2020).
+        features: (kernel, rule) pairs: the features of the randomized
+            method (``pyfastent.ops.gram.kernel_features``).
+        codes: one int64 code per distinct row [N] (delta kernels).
+        discrete_as: how the columns of integer or bool rows are read:
+            ``"one_hot"`` (indicator columns, as ``LogDet`` reads labels) or
+            ``"values"`` (the numbers themselves, for a kernel forced on
+            discrete data); ``None`` when no product of the columns is read.
+    """
+
+    gram: torch.dtype | None = None
+    standardized_gram: bool = False
+    covariance: bool = False
+    columns: bool = False
+    crosses: frozenset = frozenset()
+    channel_rules: tuple = ()
+    features: tuple = ()
+    codes: bool = False
+    discrete_as: str | None = None
+
+    def __or__(self, other: "Needs") -> "Needs":
+        gram = self.gram if other.gram is None else other.gram if self.gram is None else \
+            torch.promote_types(self.gram, other.gram)
+        if self.discrete_as and other.discrete_as and self.discrete_as != other.discrete_as:
+            raise ValueError(f"one discrete variable cannot be read both as {self.discrete_as!r} and as "
+                             f"{other.discrete_as!r} columns in one reduction; prepare it separately")
+        return Needs(gram, self.standardized_gram or other.standardized_gram, self.covariance or other.covariance,
+                     self.columns or other.columns, self.crosses | other.crosses,
+                     _unique(self.channel_rules + other.channel_rules), _unique(self.features + other.features),
+                     self.codes or other.codes, self.discrete_as or other.discrete_as)
+
+    @property
+    def products(self) -> bool:
+        """Whether any product of the columns (not the features) is read."""
+        return self.gram is not None or self.standardized_gram or self.covariance or self.columns or bool(
+            self.crosses) or bool(self.channel_rules)
+
+
+def _unique(items: tuple) -> tuple:
+    return tuple(dict.fromkeys(items))
+
+
+class Rows:
+    """The N samples of one variable, as one tensor or as the mini-batches
+    they arrived in (each [b, ...], the same trailing shape), concatenated
+    only a block of columns at a time.
+
+    Args:
+        parts: the batches, in sample order.
+        name: the variable's name, for errors.
+        channels: read axis 1 as C channels (per-channel products).
+    """
+
+    def __init__(self, parts, name: str = "x", channels: bool = False):
+        parts = list(parts)
+        if not parts:
+            raise ValueError(f"{name} has no samples")
+        shape = tuple(parts[0].shape[1:])
+        for p in parts:
+            if tuple(p.shape[1:]) != shape:
+                raise ValueError(f"{name}: a batch has samples of shape {tuple(p.shape[1:])}, another {shape}")
+        if channels and len(shape) < 1:
+            raise ValueError(f"{name} needs shape (N, C, ...) with channels=True, got (N,)")
+        self.parts = parts
+        self.name = name
+        self.shape = shape
+        self.n = sum(p.shape[0] for p in parts)
+        self.channels = shape[0] if channels else None
+        self.discrete = _checks.is_discrete_dtype(parts[0])
+        self.dtype = parts[0].dtype
+        self.device = parts[0].device
+        self.width = int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+    def one_hot_width(self) -> int:
+        """Columns of the indicator (one-hot) form of discrete rows: the
+        number of distinct values in each column, summed."""
+        values = self.values()
+        return sum(int(torch.unique(values[:, j]).numel()) for j in range(values.shape[1]))
+
+    def values(self) -> torch.Tensor:
+        """All rows as one [N, width] tensor (a view when there is one part)."""
+        flat = [p.reshape(p.shape[0], -1) for p in self.parts]
+        return flat[0] if len(flat) == 1 else torch.cat(flat)
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        """Columns start:stop of all rows, [N, stop − start], concatenated."""
+        pieces = [p.reshape(p.shape[0], -1)[:, start:stop] for p in self.parts]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+
+@dataclass(eq=False)
+class Reduction:
+    """The products of one variable's rows (see ``Needs``); the rows are not kept.
+
+    Attributes:
+        n, width: samples N and flattened width d (one-hot width for
+            discrete data read as columns).
+        shape: the per-sample shape; ``channels``: C for per-channel data.
+        discrete: whether the rows were integer or bool.
+        dtype: the float dtype of the kernels built from it: the rows'
+            (float32 for discrete or half data), float64 when float32
+            distances would overflow.
+        gram, gram_offset, gram_square: Xc·Xcᵀ [N, N]; u = Xc·m [N] and
+            ‖m‖² (float64), m the column means, so that the uncentred
+            X·Xᵀ = Xc·Xcᵀ + u·1ᵀ + 1·uᵀ + ‖m‖².
+        standardized_gram: Zs·Zsᵀ [N, N] float64, Zs the standardized columns.
+        covariance: Xcᵀ·Xc [d, d] float64.
+        scale: 1/std of each column (0 for constant columns) [d], float64.
+        columns: Xc [N, d] float64.
+        crosses: partner key -> Pᵀ·Xc [d_p, d] float64.
+        channels_weighted: rule -> (Σ_c D_c/σ_c² [N, N], (σ_c, …)).
+        features: (kernel, rule) -> (features, kind, sigmas).
+        codes: [N] int64.
+    """
+
+    n: int
+    width: int
+    shape: tuple
+    channels: int | None
+    discrete: bool
+    dtype: torch.dtype
+    device: torch.device
+    name: str
+    gram: torch.Tensor | None = None
+    gram_offset: torch.Tensor | None = None
+    gram_square: float = 0.0
+    standardized_gram: torch.Tensor | None = None
+    covariance: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+    columns: torch.Tensor | None = None
+    crosses: dict = field(default_factory=dict)
+    channels_weighted: dict = field(default_factory=dict)
+    features: dict = field(default_factory=dict)
+    codes: torch.Tensor | None = None
+
+    def nbytes(self) -> int:
+        """Bytes held by the tensors of this reduction."""
+        total = 0
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values = value.values() if isinstance(value, dict) else [value]
+            for v in values:
+                for t in (v if isinstance(v, tuple) else (v,)):
+                    if isinstance(t, torch.Tensor):
+                        total += t.numel() * t.element_size()
+        return total
+
+
+def reduce_rows(rows: Rows, needs: Needs) -> Reduction:
+    """Build every product ``needs`` asks for from ``rows``.
+
+    Args:
+        rows: the variable's samples.
+        needs: the union of its readers' needs.
+
+    The rows are read a block of columns at a time (converted to the
+    products' dtype and centred there); per-channel products take one
+    channel at a time. On CUDA, or when the rows require grad, the products
+    are torch operations (differentiable); on the CPU, float64 and float32
+    products use the BLAS ``syrk`` behind NumPy's ``a @ a.T``.
+    """
+    from pyfastent.ops.gram import kernel_features
+    from pyfastent.variable import Observations, row_codes
+
+    out = Reduction(rows.n, rows.width, rows.shape, rows.channels, rows.discrete,
+                    _float_dtype(rows.dtype), rows.device, rows.name)
+    if needs.codes:
+        out.codes = row_codes(rows.values())
+    if not (needs.products or needs.features):
+        return out
+    source = _one_hot_rows(rows) if rows.discrete and needs.discrete_as == "one_hot" else rows
+    out.width = source.width
+    for kernel, rule in needs.features:
+        values = _float_dtype_tensor(source.values())  # [N, width]: the features are N×D anyway
+        if rows.channels is not None:
+            values = values.reshape(rows.n, rows.channels, -1)
+        out.features[(kernel, rule)] = kernel_features(Observations(values, False), kernel, rule, rows.name)
+    if needs.products:
+        _products(source, needs, out)
+    return out
+
+
+def _float_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _float_dtype_tensor(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
+
+
+def _one_hot_rows(rows: Rows) -> Rows:
+    """Discrete rows as indicator columns, one block per column of values
+    (``LogDet`` reads discrete variables this way)."""
+    from pyfastent.variable import row_codes
+
+    values = rows.values().reshape(rows.n, -1)
+    columns = [torch.nn.functional.one_hot(row_codes(values[:, j: j + 1])) for j in range(values.shape[1])]
+    return Rows([torch.cat(columns, dim=1).to(torch.float64)], rows.name)
+
+
+def _products(rows: Rows, needs: Needs, out: Reduction) -> None:
+    n, d = rows.n, rows.width
+    narrow = needs.covariance or needs.columns or bool(needs.crosses)
+    if narrow and d > n:
+        raise ValueError(f"{rows.name}: covariance products are for variables of at most N = {n} columns, "
+                         f"got {d}")
+    mean, ranges = _column_statistics(rows)
+    dtype, out.dtype = _product_dtype(rows, needs, ranges)
+    if needs.standardized_gram or narrow:
+        out.scale = _inverse_std(rows, mean, ranges > 0)
+    want = _Wanted(needs.gram is not None, needs.standardized_gram, narrow)
+    if want.any:
+        blas = _on_blas(rows, n * n * d)
+        # The products (one per worker on the BLAS path), each worker's product of one block, the columns.
+        copies = (want.gram + want.standardized) * (threads.workers() if blas else 1) + (
+            threads.workers() if blas else 1)
+        if want.gram or want.standardized:
+            ensure_square_fits(n, dtype, rows.device, copies, f"the Gram matrix of {rows.name}")
+        blocks = _blocks(rows, dtype, threads.workers() if blas else 1)
+        gram, offset, sgram, columns = (_blas_products if blas else _torch_products)(rows, blocks, mean, out.scale,
+                                                                                    dtype, want)
+        if gram is not None:
+            out.gram, out.gram_offset, out.gram_square = gram, offset, float(mean @ mean)
+        out.standardized_gram = sgram
+        if columns is not None:
+            if needs.covariance:
+                out.covariance = columns.T @ columns
+            for key, partner in needs.crosses:
+                out.crosses[key] = partner.to(columns.device).T @ columns
+            if needs.columns:
+                out.columns = columns
+    if needs.channel_rules:
+        out.channels_weighted = _channel_distances(rows, mean, dtype, out.dtype, needs.channel_rules)
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    gram: bool  # centred inner products (and the row-mean terms)
+    standardized: bool  # inner products of standardized columns
+    columns: bool  # the centred columns, float64
+
+    @property
+    def any(self) -> bool:
+        return self.gram or self.standardized or self.columns
+
+
+# Below this many multiply-adds a product is not worth a pool of threads.
+_BLAS_WORK = 1 << 27
+
+
+def _on_blas(rows: Rows, work: int) -> bool:
+    """Whether the products go to the BLAS behind NumPy (CPU, no autograd, big enough)."""
+    return rows.device.type == "cpu" and not any(p.requires_grad for p in rows.parts) and work >= _BLAS_WORK
+
+
+def _torch_products(rows: Rows, blocks: list, mean: torch.Tensor, scale, dtype: torch.dtype, want: _Wanted):
+    """(gram, offset, standardized gram, columns) by torch: on CUDA, under
+    autograd (differentiable), and for small products on the CPU."""
+    n, d, device = rows.n, rows.width, rows.device
+    gram = torch.zeros(n, n, dtype=dtype, device=device) if want.gram else None
+    offset = torch.zeros(n, dtype=torch.float64, device=device) if want.gram else None
+    sgram = torch.zeros(n, n, dtype=torch.float64, device=device) if want.standardized else None
+    columns = torch.empty(n, d, dtype=torch.float64, device=device) if want.columns else None
+    for start, stop in blocks:
+        block = rows.block(start, stop).to(dtype) - mean[start:stop].to(dtype)  # [N, c], centred
+        if gram is not None:
+            gram = gram + block @ block.T if block.requires_grad else gram.addmm_(block, block.T)
+            offset = offset + (block @ mean[start:stop].to(dtype)).double()
+        if sgram is not None:
+            standardized = block.to(torch.float64) * scale[start:stop]
+            sgram.addmm_(standardized, standardized.T)
+        if columns is not None:
+            columns[:, start:stop] = block
+    return gram, offset, sgram, columns
+
+
+def _blas_products(rows: Rows, blocks: list, mean: torch.Tensor, scale, dtype: torch.dtype, want: _Wanted):
+    """The same products by NumPy on the CPU: ``a @ a.T`` of one buffer is
+    BLAS ``syrk`` (one triangle computed, then mirrored). The column blocks
+    are dealt to ``threads.workers()`` threads, each running single-threaded
+    BLAS into its own accumulators, summed at the end (``pyfastent.ops.threads``
+    says why)."""
+    n, d = rows.n, rows.width
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    parts = [p.reshape(p.shape[0], -1).numpy() for p in rows.parts]
+    mean_np = mean.numpy()
+    scale_np = scale.numpy() if scale is not None else None
+    columns = torch.empty(n, d, dtype=torch.float64) if want.columns else None
+    columns_np = columns.numpy() if columns is not None else None
+    widest = max(stop - start for start, stop in blocks)
+
+    def work(mine: list):
+        gram = np.zeros((n, n), np_dtype) if want.gram else None
+        offset = np.zeros(n, np_dtype) if want.gram else None
+        sgram = np.zeros((n, n)) if want.standardized else None
+        product = np.empty((n, n), np_dtype) if want.gram else None
+        sproduct = np.empty((n, n)) if want.standardized else None
+        buffer = np.empty((n, widest), np_dtype)
+        for start, stop in mine:
+            block = buffer[:, : stop - start]
+            first = 0
+            for part in parts:  # centred, converted, concatenated in one pass
+                np.subtract(part[:, start:stop], mean_np[start:stop], out=block[first:first + part.shape[0]])
+                first += part.shape[0]
+            if gram is not None:
+                np.matmul(block, block.T, out=product)
+                gram += product
+                offset += block @ mean_np[start:stop].astype(np_dtype)
+            if sgram is not None:
+                standardized = block.astype(np.float64) * scale_np[start:stop]
+                np.matmul(standardized, standardized.T, out=sproduct)
+                sgram += sproduct
+            if columns_np is not None:
+                columns_np[:, start:stop] = block
+        return gram, offset, sgram
+
+    count = threads.workers()
+    with threads.side_by_side(count) as pool:
+        results = list(pool.map(work, [blocks[i::count] for i in range(count)]))
+    gram = offset = sgram = None
+    if want.gram:
+        gram = torch.from_numpy(functools.reduce(np.add, [r[0] for r in results]))
+        offset = torch.from_numpy(functools.reduce(np.add, [r[1] for r in results]).astype(np.float64))
+    if want.standardized:
+        sgram = torch.from_numpy(functools.reduce(np.add, [r[2] for r in results]))
+    return gram, offset, sgram, columns
+
+
+def _column_statistics(rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column means [d] and ranges max − min [d], float64, block by block
+    (no float64 copy of the rows)."""
+    means, ranges = [], []
+    for start, stop in _blocks(rows, torch.float64):
+        block = rows.block(start, stop)
+        means.append(block.sum(0, dtype=torch.float64) / rows.n)
+        lo, hi = torch.aminmax(block.detach(), dim=0)
+        ranges.append(hi.double() - lo.double())
+    return torch.cat(means), torch.cat(ranges)
+
+
+def _product_dtype(rows: Rows, needs: Needs, ranges: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """(products, kernels): the products in float64 when any is read in
+    float64 (LogDet's), else in the rows' float dtype; kernels in the rows'
+    float dtype. Either in float64 when float32 could overflow, and a
+    ValueError when even float64 could: squared distances and centred inner
+    products are at most Σ_j (max_j − min_j)²."""
+    bound = float((ranges * ranges).sum())
+    if not bound < torch.finfo(torch.float64).max / 16:
+        raise ValueError(f"{rows.name} has values so large (ranges up to {float(ranges.max()):.3g} over {rows.width} "
+                         "features) that its squared distances and inner products overflow even float64; "
+                         "rescale the data")
+    kernels = _float_dtype(rows.dtype) if bound < torch.finfo(torch.float32).max / 16 else torch.float64
+    f64 = needs.gram == torch.float64 or needs.standardized_gram or needs.covariance or needs.columns or needs.crosses
+    return (torch.float64 if f64 else kernels), kernels
+
+
+def _inverse_std(rows: Rows, mean: torch.Tensor, varies: torch.Tensor) -> torch.Tensor:
+    """1/std of each column (population std, float64) [d], and 0 for a
+    constant column: its round-off variance (a mean of 0.1s is not exactly
+    0.1) must not be blown up to unit variance (LogDet's correlation mode)."""
+    squares = torch.cat([((rows.block(a, b).to(torch.float64) - mean[a:b]) ** 2).sum(0)
+                         for a, b in _blocks(rows, torch.float64)])
+    std = (squares / rows.n).sqrt()
+    usable = varies & (std > 0)
+    return torch.where(usable, 1.0 / torch.where(usable, std, torch.ones_like(std)), torch.zeros_like(std))
+
+
+def _blocks(rows: Rows, dtype: torch.dtype, workers: int = 1) -> list:
+    """Column ranges of about ``BLOCK_BYTES`` in ``dtype`` at N rows, and at
+    least two per worker when the columns allow blocks of 256 or more;
+    whole channels for per-channel rows, so that a channel never straddles two."""
+    d, n = rows.width, rows.n
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if rows.channels is not None:
+        per_channel = d // rows.channels
+        step = per_channel * max(1, BLOCK_BYTES // max(1, n * per_channel * itemsize))
+    else:
+        step = max(1, BLOCK_BYTES // max(1, n * itemsize))
+        step = min(step, max(256, -(-d // (2 * workers))))
+    return [(s, min(s + step, d)) for s in range(0, d, step)]
+
+
+def _channel_distances(rows: Rows, mean: torch.Tensor, dtype: torch.dtype, kernel_dtype: torch.dtype,
+                       rules: tuple) -> dict:
+    """rule -> (Σ_c D_c/σ_c² [N, N], (σ_c, …)): one channel at a time, its
+    centred inner products in ``dtype``, its distances and width in
+    ``kernel_dtype`` (as the kernel that reads them)."""
+    from pyfastent.ops._torch_gram import distances_from_gram
+
+    n, per_channel = rows.n, rows.width // rows.channels
+    # The sums, one channel's inner products, its distances (unless made in their place), the rule's work.
+    itemsize = torch.empty((), dtype=kernel_dtype).element_size()
+    ratio = torch.empty((), dtype=dtype).element_size() / itemsize
+    copies = len(rules) + ratio + (kernel_dtype != dtype) + max(rule.peak_squares for rule in rules)
+    ensure_square_fits(n, kernel_dtype, rows.device, copies, f"the per-channel distances of {rows.name}")
+    totals = {rule: torch.zeros(n, n, dtype=kernel_dtype, device=rows.device) for rule in rules}
+    sigmas: dict = {rule: [] for rule in rules}
+    for c in range(rows.channels):
+        start = c * per_channel
+        channel = rows.block(start, start + per_channel).to(dtype) - mean[start:start + per_channel].to(dtype)
+        sq = distances_from_gram(channel @ channel.T, kernel_dtype)  # in place when the dtypes agree
+        for rule in rules:
+            sigma = rule(sq.detach(), n, per_channel)
+            sigmas[rule].append(sigma)
+            totals[rule].add_(sq, alpha=1.0 / (sigma * sigma))
+        del sq
+    return {rule: (totals[rule], tuple(sigmas[rule])) for rule in rules}

@@ -1,0 +1,50 @@
+"""Which threads compute on which cores: torch's OpenMP pool, and the BLAS
+pools of the libraries NumPy and SciPy load (OpenBLAS, usually).
+
+An OpenBLAS call with several threads leaves its workers spinning for a
+while after it returns; torch work started then runs several times slower
+(measured here: a loop of small torch ops took 4.5x as long right after a
+two-thread NumPy ``syrk`` as alone, and tracker steps of a small CNN 2.5x).
+So pyfastent never calls a multi-threaded BLAS from NumPy or SciPy: inside
+``side_by_side`` those libraries run one thread per call, and the work is
+spread over a few Python threads instead (NumPy and SciPy release the GIL),
+which spin for nothing once they are done. Thread limits are process-wide,
+so only the ops layer sets them, for the duration of a block, and restores
+them on exit, exceptions included.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+_controller = None  # threadpoolctl's view of the loaded libraries, rebuilt when modules are imported
+_modules_seen = 0
+
+
+def _blas_controller():
+    global _controller, _modules_seen
+    if _controller is None or len(sys.modules) != _modules_seen:
+        from threadpoolctl import ThreadpoolController
+
+        _controller, _modules_seen = ThreadpoolController(), len(sys.modules)
+    return _controller
+
+
+def workers() -> int:
+    """How many calls run side by side: torch's intra-op thread count, so
+    pyfastent uses the cores torch was told to use."""
+    return max(1, torch.get_num_threads())
+
+
+@contextlib.contextmanager
+def side_by_side(count: int | None = None):
+    """Within the block, the BLAS libraries loaded by NumPy and SciPy use one
+    thread per call; yields a ``ThreadPoolExecutor`` of ``count`` threads
+    (default ``workers()``) to run such calls side by side. The limits in
+    force before are restored on exit."""
+    count = workers() if count is None else count
+    with _blas_controller().limit(limits=1, user_api="blas"), ThreadPoolExecutor(count) as pool:
+        yield pool
