@@ -107,6 +107,11 @@ def _parser():
     sweep.add_argument("--method", choices=("auto", "exact", "lanczos"), default="auto",
                        help="Rényi spectra: exact, randomized (lanczos), or auto: exact up to N = 4096")
     sweep.add_argument("--seed", type=int, default=0, help="torch seed set before the model is built")
+    sweep.add_argument("--batch-size", type=int,
+                       help="probe samples per forward pass (default: all at once when that fits the budget)")
+    sweep.add_argument("--memory-budget",
+                       help="memory the sweep may hold, e.g. 4GB (default: 40%% of what is free); layers that do "
+                            "not fit together are measured in several passes")
     sweep.add_argument("--out", default="sweep.csv", help="CSV file to write (default: sweep.csv)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--backend", choices=("gloo", "nccl"),
@@ -259,20 +264,21 @@ def build_model(spec: str, debug: bool):
     return model
 
 
-def model_inputs(model: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
-    """x in the model's dtype and on its device, after checking on two
-    samples that the model accepts it."""
-    reference = next((p for p in list(model.parameters()) + list(model.buffers()) if p.is_floating_point()), None)
-    dtype = reference.dtype if reference is not None else torch.get_default_dtype()
-    device = reference.device if reference is not None else torch.device("cpu")
-    inputs = torch.as_tensor(x).to(device=device, dtype=dtype)
+def check_inputs(model: torch.nn.Module, x: np.ndarray) -> None:
+    """Check on two samples that the model accepts x, converted as the sweep
+    will convert it (floating data to the model's dtype and device, integer
+    data only moved)."""
+    from pyfastent.nn.inputs import parameter_dtype_device, to_model
+
+    dtype, device = parameter_dtype_device(model)
     try:
         with torch.no_grad():
-            model(inputs[:2])
+            model(to_model(torch.as_tensor(x[:2]), dtype, device))
     except Exception as exc:  # noqa: BLE001 - a shape the model rejects
+        hint = (" (integer inputs reach the model unconverted, as token ids must; save x as floats if the model "
+                "takes floats)" if x.dtype.kind in "biu" else "")
         raise UsageError(f"x of shape {tuple(x.shape)} does not fit the model: {type(exc).__name__}: "
-                         f"{_one_line(exc)}") from None
-    return inputs
+                         f"{_one_line(exc)}{hint}") from None
 
 
 # ---- sweep ------------------------------------------------------------------
@@ -339,10 +345,15 @@ def _sweep(args, device) -> int:
         model.to(device)
     layers = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
     select_layers(model, layers)  # unknown names are an error now, not after the forward pass
-    inputs = model_inputs(model, x)
+    if args.batch_size is not None:
+        positive("--batch-size", args.batch_size)
+    budget = _memory_budget(args.memory_budget)
+    check_inputs(model, x)
 
-    result = layer_sweep(model, inputs, torch.as_tensor(y).to(inputs.device), estimators=[_estimator(n, args.method) for n in names],
-                         layers=layers, channels=args.channels, progress=False if args.no_progress else None)
+    result = layer_sweep(model, torch.from_numpy(x), torch.from_numpy(y),
+                         estimators=[_estimator(n, args.method) for n in names], layers=layers, channels=args.channels,
+                         progress=False if args.no_progress else None, batch_size=args.batch_size,
+                         memory_budget=budget)
     written = result.to_csv(out)  # by rank 0 under torchrun
     if not distributed.is_root():
         return 0
@@ -355,9 +366,27 @@ def _sweep(args, device) -> int:
         print(f"DPI violation ({v['estimator']}): {v['quantity']} rises from {v['earlier']} to {v['later']} by "
               f"{v['size']:.4g} {result.units[v['estimator']]}")
     print(f"DPI pairs from the {result.dpi_method}")
+    for label, about in result.metadata["estimators"].items():
+        if about["note"]:
+            print(f"{label}: H(X) = {about['h_x']:.4g}, H(Y) = {about['h_y']:.4g} {about['units']} "
+                  f"(plug-in H(Y) = {result.metadata['label_entropy_bits']:.4g} bits); {about['note']}")
+    if result.skipped:
+        print(f"skipped (output not batch-first): {', '.join(result.skipped)}")
     ranks = distributed.world()[1]
     print(f"wrote {written}" + (f" ({ranks} processes)" if ranks > 1 else ""))
     return 0
+
+
+def _memory_budget(text: str | None):
+    """--memory-budget as pyfastent.nn.stream.resolve_budget takes it; a bad value is a one-line error."""
+    from pyfastent.nn.stream import resolve_budget
+
+    if text is None:
+        return None
+    try:
+        return resolve_budget(text, torch.device("cpu"))
+    except ValueError:
+        raise UsageError(f"--memory-budget must be a size such as 4GB or 512MiB, got {text!r}") from None
 
 
 # ---- reproduce --------------------------------------------------------------

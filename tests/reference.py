@@ -26,6 +26,14 @@ def knn_sigma(x, k=10):
     return float(np.sort(d, axis=1)[:, :k].mean())
 
 
+def median_sigma(x):
+    """The lower median of the distances between distinct samples, each pair counted both ways."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)).ravel()
+    d = np.sort(d[d > 0])
+    return float(d[(len(d) - 1) // 2])
+
+
 def renyi_bits(a, alpha):
     """S_α of a PSD matrix after trace normalization, in bits."""
     a = np.asarray(a, dtype=np.float64)

@@ -67,19 +67,25 @@ def test_mi_at_alpha_one_equals_plugin_shannon_mi(rng, device):
 def test_hadamard_of_channel_grams_equals_weighted_concatenation(rng, device):
     x = torch.randn(60, 5, 3, 4, generator=rng, dtype=torch.float64).to(device)
     x[:, 1] *= 4.0  # channels on different scales get different widths
-    channel_grams = [pf.gram(x[:, c]) for c in range(x.shape[1])]
+    c = x.shape[1]
+    # Each channel's width is the rule's width for it, times √C (pyfastent.widths.ChannelShare).
+    sigmas = [math.sqrt(c) * ref.knn_sigma(x[:, i].cpu().numpy()) for i in range(c)]
+    channel_grams = [pf.gram(x[:, i], sigma=s) for i, s in enumerate(sigmas)]
     product = channel_grams[0].clone()
     for g in channel_grams[1:]:
         product *= g
     product /= product.trace()
     fused = pf.gram(pf.Variable(x, channels=True))
     torch.testing.assert_close(fused, product, rtol=1e-10, atol=1e-14)
-    sigmas = [ref.knn_sigma(x[:, c].cpu().numpy()) for c in range(x.shape[1])]
-    scaled = torch.cat([x[:, c].reshape(60, -1) / s for c, s in enumerate(sigmas)], dim=1)
+    scaled = torch.cat([x[:, i].reshape(60, -1) / s for i, s in enumerate(sigmas)], dim=1)
     torch.testing.assert_close(fused, pf.gram(scaled, sigma=1.0), rtol=1e-10, atol=1e-14)
-    est = pf.Renyi(alpha=1.01)
-    joint = est.entropy(*[pf.Variable(x[:, c]) for c in range(x.shape[1])])
+    est = pf.Renyi(alpha=1.01)  # per channel: the median distance (channel_sigma), times √C
+    medians = [math.sqrt(c) * ref.median_sigma(x[:, i].cpu().numpy()) for i in range(c)]
+    joint = est.entropy(*[pf.Variable(x[:, i], sigma=m) for i, m in enumerate(medians)])
     assert est.entropy(pf.Variable(x, channels=True)) == pytest.approx(joint, abs=1e-9)
+    per_map = pf.Renyi(alpha=1.01, channel_sigma="knn")
+    joint = est.entropy(*[pf.Variable(x[:, i], sigma=s) for i, s in enumerate(sigmas)])
+    assert per_map.entropy(pf.Variable(x, channels=True)) == pytest.approx(joint, abs=1e-9)
 
 
 def test_gram_has_unit_trace_and_matches_reference(rng):

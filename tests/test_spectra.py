@@ -151,7 +151,7 @@ def test_sweeps_take_the_method_and_report_standard_errors(tmp_path):
     renyi_rows = [r for r in result.rows if r["estimator"].startswith("renyi")]
     assert renyi_rows and all(r["i_xt_se"] > 0 for r in renyi_rows)
     header = result.to_csv(tmp_path / "s.csv").read_text().splitlines()[0]
-    assert header.endswith("h_t_se,i_xt_se,i_ty_se")
+    assert header.endswith("h_t_se,i_xt_se,i_ty_se,saturated")
     with pytest.raises(ValueError, match="method sets the default"):
         pnn.layer_sweep(net, x, y, estimators=(pf.Renyi(),), method="exact")
     tracker = pnn.InformationPlane(net, x, y, method="lanczos", layers=["1"], progress=False)

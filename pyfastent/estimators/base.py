@@ -13,7 +13,7 @@ import contextvars
 import math
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -84,6 +84,12 @@ class Estimator(abc.ABC):
         return {2.0: "bits", math.e: "nats"}.get(float(self.base), f"log base {float(self.base):g}")
 
     @property
+    def note(self) -> str | None:
+        """A convention a reader of this estimator's numbers should know
+        (written into sweep and tracker metadata), or ``None``."""
+        return None
+
+    @property
     @abc.abstractmethod
     def label(self) -> str:
         """A short, stable name for tables and plots, e.g. ``renyi(a=1.01,knn10)``;
@@ -116,12 +122,15 @@ class Estimator(abc.ABC):
             hit = self._recent.get(key)
             if hit is not None and hit[0]() is var.data:
                 self._recent.move_to_end(key)
-                return replace(hit[1], name=name)  # the payload and its entropy are shared
+                _, n, payload, memo = hit
+                return Prepared(self, n, payload, name, memo)  # the payload and its entropy are shared
         # Estimates are numbers: no autograd graph is built behind them (it would only hold memory).
         rows = observe_rows(var, [_checks.as_tensor(name, var.data).detach()], name)
         prepared = self.prepare_rows(var, rows, name)
         if key is not None:
-            self._recent[key] = (weakref.ref(var.data), prepared)
+            # Not the Prepared itself, which refers back to this estimator: that cycle would keep
+            # N×N payloads alive until the garbage collector happened to run.
+            self._recent[key] = (weakref.ref(var.data), prepared.n, prepared.payload, prepared._memo)
             while len(self._recent) > RECENT:
                 self._recent.popitem(last=False)
         return prepared
@@ -261,8 +270,8 @@ _saturation_sink: contextvars.ContextVar = contextvars.ContextVar("pyfastent_sat
 def saturation_report():
     """Collect saturated joint entropies instead of warning about each:
     yields a list that receives one dict per saturated joint (``estimator``
-    label, ``variables`` (their names), ``value`` in the estimator's units,
-    ``ceiling`` = log N in those units, ``advice``). Sweeps use it to name
+    label, ``variables`` (their names), ``units``, ``value`` and ``ceiling``
+    = log N in those units, ``advice``). Sweeps use it to name
     every saturated layer in one warning and a column."""
     records: list = []
     token = _saturation_sink.set(records)
@@ -276,7 +285,7 @@ def _report_saturation(est: Estimator, prepared: list, nats: float, advice: str)
     n = prepared[0].n
     records = _saturation_sink.get()
     if records is not None:
-        records.append({"estimator": est.label, "variables": tuple(p.name for p in prepared),
+        records.append({"estimator": est.label, "variables": tuple(p.name for p in prepared), "units": est.units,
                         "value": nats / est._ln_base, "ceiling": math.log(n) / est._ln_base, "advice": advice})
         return
     names = ", ".join(p.name for p in prepared[:6]) + (

@@ -110,6 +110,13 @@ class LogDet(Estimator):
         beta = "paper" if self.beta is None else f"{self.beta:g}"
         return f"logdet(b={beta},{self.mode}{_base_suffix(self.base)})"
 
+    @property
+    def note(self) -> str:
+        beta = "β is fixed by the first variable prepared (100·d)" if self.beta is None else f"β = {self.beta:g}"
+        return (f"{beta} in every term, the one-hot columns of discrete variables (labels) included, as in the "
+                "paper's code (DESIGN.md 3.3): H(Y) of K classes is not log K and I(T;Y) can exceed the plug-in "
+                "H(Y); compare values across layers and steps, not with other estimators")
+
     def resolve_beta(self, x) -> "LogDet":
         """Fix ``beta="paper"`` now, as 100 × the columns of ``x`` (e.g. the
         probe inputs), without preparing anything; a no-op when β is set.

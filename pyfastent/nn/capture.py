@@ -1,7 +1,9 @@
 """Layer activations of any ``nn.Module`` through forward hooks."""
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Callable
 
 import torch
@@ -45,33 +47,74 @@ def select_layers(model: nn.Module, layers=None) -> list[str]:
     return [n for n in modules if n in names or n in typed]
 
 
+@contextlib.contextmanager
+def model_mode(model: nn.Module, train_mode: bool = False):
+    """Run the block with the model in eval mode (``train_mode=True``: as it
+    is), then give every submodule its own mode back, exceptions included:
+    a frozen BatchNorm inside a training model stays frozen."""
+    modes = [(m, m.training) for m in model.modules()]
+    if not train_mode:
+        model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class StopPass(Exception):
+    """Raised from a hook to end a forward pass once the last layer it is
+    run for has fired (the rest of the network is not needed)."""
+
+
+def hidden_state(output) -> torch.Tensor | None:
+    """The tensor a module's output stands for: itself; the first tensor of
+    a tuple or list; ``last_hidden_state`` (else the first tensor) of a
+    dict-like output such as a Hugging Face ``ModelOutput``; ``None`` if none."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        if isinstance(output.get("last_hidden_state"), torch.Tensor):
+            return output["last_hidden_state"]
+        return next((v for v in output.values() if isinstance(v, torch.Tensor)), None)
+    if isinstance(output, (tuple, list)):
+        return next((o for o in output if isinstance(o, torch.Tensor)), None)
+    return None
+
+
+def call_model(model: nn.Module, inputs):
+    """``model(**inputs)`` for a dict, ``model(inputs)`` otherwise."""
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
 def run_hooked(model: nn.Module, inputs, names: list[str], sink: Callable[[str, torch.Tensor], None],
-               required: tuple = ()) -> list[str]:
-    """One forward pass under ``no_grad``; ``sink(name, activation)`` gets
-    a copy of each selected module's output as soon as it is computed: a
-    later in-place op (``ReLU(inplace=True)`` after a batch norm, a residual
-    ``+=``) changes the module's output tensor, never what was recorded.
+               required: tuple = (), last: str | None = None) -> list[str]:
+    """One forward pass under ``no_grad``; ``sink(name, output)`` gets each
+    selected module's output (its ``hidden_state``, detached) as soon as it
+    is computed. It is the tensor the module produced: a later in-place op
+    (``ReLU(inplace=True)`` after a batch norm, a residual ``+=``) changes
+    it after the sink returns, so a sink that keeps it must copy it.
 
     A module called k > 1 times reports its outputs as ``name``,
-    ``name#2``, …, ``name#k``. Tuple outputs report their first tensor.
-    Hooks are removed even when the forward pass raises. Returns the names
-    in the order they fired; a name in ``required`` that never fired is a
-    ValueError naming it.
+    ``name#2``, …, ``name#k``. With ``last`` set, the pass ends once that
+    one has fired. Hooks are removed even when the forward pass raises.
+    Returns the names in the order they fired; a name in ``required`` that
+    never fired is a ValueError naming it.
     """
     fired: list[str] = []
     calls: dict[str, int] = {}
 
     def hook_for(name):
         def hook(module, args, output):
-            out = output
-            if isinstance(out, (tuple, list)):
-                out = next((o for o in out if isinstance(o, torch.Tensor)), None)
-            if not isinstance(out, torch.Tensor):
-                raise ValueError(f"layer {name!r} returned {type(output).__name__}, not a tensor")
+            out = hidden_state(output)
+            if out is None:
+                raise ValueError(f"layer {name!r} returned {type(output).__name__}, which holds no tensor")
             calls[name] = calls.get(name, 0) + 1
             key = name if calls[name] == 1 else f"{name}#{calls[name]}"
             fired.append(key)
-            sink(key, out.detach().clone())
+            sink(key, out.detach())
+            if key == last:
+                raise StopPass
 
         return hook
 
@@ -79,33 +122,64 @@ def run_hooked(model: nn.Module, inputs, names: list[str], sink: Callable[[str, 
     handles = [modules[n].register_forward_hook(hook_for(n)) for n in names]
     try:
         with torch.no_grad():
-            model(inputs)
+            call_model(model, inputs)
+    except StopPass:
+        pass
     finally:
         for h in handles:
             h.remove()
     missing = [n for n in required if n not in calls]
-    if missing:
+    if missing and last is None:
         raise ValueError(f"layers: {', '.join(map(repr, missing))} did not run during the forward pass")
     return fired
 
 
-def capture(model: nn.Module, inputs, layers=None) -> "OrderedDict[str, torch.Tensor]":
-    """Activations of the chosen layers for one forward pass.
+def capture(model: nn.Module, inputs, layers=None, batch_size: int | None = None, train_mode: bool = False,
+            memory_budget=None) -> "OrderedDict[str, torch.Tensor]":
+    """Activations of the chosen layers over a probe set.
 
     Args:
-        model: any ``nn.Module``; its train/eval mode is left as it is.
-        inputs: the batch passed to ``model(inputs)``.
+        model: any ``nn.Module``; it runs in eval mode (``train_mode=True``:
+            in its own mode), and afterwards every submodule has its own
+            mode back.
+        inputs: a tensor or array (N, ...), a dict of them (keyword inputs,
+            e.g. a tokenizer's output), or a re-iterable of batches (see
+            ``pyfastent.nn.inputs``). Floating inputs are converted to the
+            model's dtype and device; integer ones only moved.
         layers: see ``select_layers``; explicitly named layers must exist
             and must run, else a ValueError names them.
+        batch_size: run a tensor or dict ``inputs`` this many samples at a
+            time; ``None``: all at once.
+        memory_budget: bytes (or a string such as ``"4GB"``) the captured
+            activations may take; ``None``: ``DEFAULT_BUDGET`` of what the
+            device has free. More is a ``MemoryError`` before the pass.
 
     Returns:
-        Ordered mapping of layer name to a copy of its output as the layer
-        produced it (on the model's device), in the order the layers ran.
+        Ordered mapping of layer name to a copy of its outputs as the layer
+        produced them (on the model's device), all batches concatenated, in
+        the order the layers ran.
     """
+    from pyfastent.nn import stream
+    from pyfastent.nn.inputs import Probe
+
     names = select_layers(model, layers)
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    run_hooked(model, inputs, names, out.__setitem__, required=_named(layers))
-    return out
+    probe = Probe(inputs, batch_size=batch_size, name="inputs")
+    parts: "OrderedDict[str, list]" = OrderedDict()
+    with model_mode(model, train_mode):
+        found = stream.learn_layers(model, probe, names, _named(layers), train_mode)
+        budget = stream.resolve_budget(memory_budget, found.device)
+        if probe.n is not None:
+            need = probe.n * sum(layer.sample_bytes for layer in found.layers)
+            if need > budget:
+                raise MemoryError(f"the captured activations would take {need / 2**30:.1f} GiB, above the memory "
+                                  f"budget of {budget / 2**30:.1f} GiB; capture fewer layers (layers=) or use "
+                                  "layer_sweep, which keeps only N×N numbers per layer")
+        kept = [layer.name for layer in found.layers]
+        for batch in probe.batches():
+            inputs_b = found.convert(batch.inputs)
+            run_hooked(model, inputs_b, found.modules, lambda k, t: k in kept and parts.setdefault(k, []).append(
+                t.clone()), _named(layers))
+    return OrderedDict((k, v[0] if len(v) == 1 else torch.cat(v)) for k, v in parts.items())
 
 
 def _named(layers) -> tuple:

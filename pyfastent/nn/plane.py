@@ -12,6 +12,7 @@ from pyfastent import _checks, distributed
 from pyfastent.estimate import Estimate
 from pyfastent.estimators import Discrete, LogDet, Renyi
 from pyfastent.nn.capture import select_layers
+from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sweep import default_estimators, layer_variable, measure_layers
 from pyfastent.nn.table import PlaneTable, StepLog, metric_values
 from pyfastent.nn.transfer import TrainingSeries, binarized, mean_pairwise_te, neuron_grid, pairwise_te, sampled_te
@@ -83,8 +84,12 @@ class InformationPlane:
 
     Args:
         model: the network.
-        x_probe: (N, ...) fixed probe inputs.
-        y_probe: (N,) integer probe labels.
+        x_probe: fixed probe inputs: a tensor or array (N, ...), a dict of
+            them (keyword inputs), or a re-iterable, unshuffled loader of
+            batches (tensors, dicts or ``(inputs, labels)`` pairs); see
+            ``pyfastent.nn.inputs``.
+        y_probe: (N,) integer probe labels; ``None`` when the batches are
+            ``(inputs, labels)`` pairs.
         estimators: default ``default_estimators(x_probe)``: ``Renyi()`` and
             ``LogDet`` with β = 100·d_input, the LogDet paper's
             information-plane β. An empty sequence tracks transfer entropy
@@ -106,24 +111,33 @@ class InformationPlane:
         method: the default Rényi estimator's ``method`` (``"auto"``,
             ``"exact"``, ``"lanczos"``); give your own estimators their own.
             Randomized estimates add ``<quantity>_se`` rows (standard errors).
+        batch_size, memory_budget: how the probe streams through the model
+            at each step (see ``layer_sweep``).
+        train_mode: measure in the model's own mode instead of eval mode
+            (batch norm then uses each batch's statistics).
+
+    Each step runs the model in eval mode (unless ``train_mode``) and gives
+    every submodule its own mode back afterwards, so a frozen batch norm in
+    a training model stays frozen.
     """
 
-    def __init__(self, model: nn.Module, x_probe, y_probe, estimators=None, layers=None, every: int = 1,
+    def __init__(self, model: nn.Module, x_probe, y_probe=None, estimators=None, layers=None, every: int = 1,
                  channels: bool = False, sigma_smoothing: float | None = None, transfer_entropy=None,
-                 log=None, resume: bool = False, progress: bool | None = None, method: str | None = None):
+                 log=None, resume: bool = False, progress: bool | None = None, method: str | None = None,
+                 batch_size: int | None = None, memory_budget=None, train_mode: bool = False):
         self.model = model
-        y_probe = _checks.labels("y_probe", y_probe)
-        n_x, n_y = len(x_probe), len(y_probe)
-        if n_x != n_y:
-            raise ValueError(f"y_probe has {n_y} samples but x_probe has {n_x}")
-        self.x_probe, self.y_probe = x_probe, y_probe
+        probe = Probe(x_probe, y_probe, batch_size, name="x_probe", label_name="y_probe")
+        self.x_probe, self._y_given = x_probe, probe.labels  # None: the batches carry the labels
+        self.y_probe = _probe_labels(probe)
+        self.batch_size, self.memory_budget, self.train_mode = batch_size, memory_budget, train_mode
         if method is not None and estimators is not None:
             raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
                              "pass Renyi(method=...) among them")
-        self.estimators = tuple(estimators) if estimators is not None else default_estimators(x_probe, method)
+        first = probe.first_batch().inputs
+        self.estimators = tuple(estimators) if estimators is not None else default_estimators(first, method)
         for est in self.estimators:
-            if isinstance(est, LogDet):
-                est.resolve_beta(x_probe)  # labels are fixed from the first row on
+            if isinstance(est, LogDet) and isinstance(first, torch.Tensor):
+                est.resolve_beta(first)  # labels are fixed from the first row on
         self.progress = progress
         self.layers = layers
         self.names = select_layers(distributed.unwrap(model), layers)
@@ -239,26 +253,23 @@ class InformationPlane:
         return True
 
     def _measure(self, step):
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return measure_layers(self.model, self.x_probe, self.y_probe, self.estimators, self.layers,
-                                  self._variable, progress=self.progress, description=f"step {step}")
-        finally:
-            self.model.train(was_training)
+        measured = measure_layers(self.model, self.x_probe, self._y_given, self.estimators, self.layers, self._variable,
+                                  progress=self.progress, description=f"step {step}", batch_size=self.batch_size,
+                                  memory_budget=self.memory_budget, train_mode=self.train_mode)
+        return measured.rows, measured.order, measured.sigmas
 
     @staticmethod
     def _row(base, layer, estimator, quantity, value, metrics) -> dict:
         return {**base, "layer": layer, "estimator": estimator, "quantity": quantity, "value": float(value),
                 **metrics}
 
-    def _variable(self, i, name, activation):
-        var = layer_variable(activation, self.channels)
+    def _variable(self, i, name, shape):
+        var = layer_variable(shape, self.channels)
         est = self.estimators[i]
         if self.sigma_smoothing is None or not isinstance(est, Renyi) or var.channels:
             return var
         rule = Smoothed(est.sigma, self._sigma.get((i, name)), self.sigma_smoothing)
-        return Variable(activation, sigma=rule)
+        return Variable(None, sigma=rule)
 
     def _sigma_rows(self, base, sigmas, metrics) -> list:
         rows = []
@@ -319,3 +330,14 @@ class InformationPlane:
     def load(path) -> PlaneTable:
         """Read a saved table back (a ``PlaneTable``; the model is not saved)."""
         return PlaneTable.load(path)
+
+
+def _probe_labels(probe: Probe) -> torch.Tensor:
+    """The probe's labels: ``y_probe``, or those its (inputs, labels)
+    batches carry (read once, without running the model)."""
+    if probe.labels is not None:
+        return probe.labels
+    labels = [b.labels for b in probe.batches()]
+    if not labels or any(lab is None for lab in labels):
+        raise ValueError("y_probe: labels are needed, from y_probe= or from (inputs, labels) batches")
+    return _checks.labels("y_probe", torch.cat(labels))

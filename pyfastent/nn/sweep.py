@@ -3,8 +3,10 @@ processing inequality check of DESIGN.md 3.6."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -12,14 +14,22 @@ from torch import nn
 
 from pyfastent import _checks, distributed
 from pyfastent._progress import progress_bar
-from pyfastent.estimators import Estimator, LogDet, Renyi
 from pyfastent.estimate import Estimate
+from pyfastent.estimators import Discrete, Estimator, LogDet, Renyi
+from pyfastent.estimators.base import saturation_report
 from pyfastent.estimators.logdet import PAPER_BETA_PER_COLUMN
-from pyfastent.measures import mutual_information
-from pyfastent.nn.capture import _named, run_hooked, select_layers
+from pyfastent.measures import JointEntropies
+from pyfastent.nn.capture import _named, model_mode, select_layers
 from pyfastent.nn.graph import dpi_pairs
-from pyfastent.nn.table import atomic_write
-from pyfastent.variable import Variable
+from pyfastent.nn.inputs import Probe
+from pyfastent.nn.stream import PassState, learn_layers, plan_passes, resolve_budget, run_pass
+from pyfastent._warnings import SaturationWarning, warn_once_per_call_site
+from pyfastent.nn.table import atomic_write, meta_path
+from pyfastent.ops import threads
+from pyfastent.ops.deferred import SpectralBatch
+from pyfastent.ops import reduction as reductions
+from pyfastent.ops.reduction import Needs
+from pyfastent.variable import Variable, observe_rows
 
 COLUMNS = ("layer", "estimator", "units", "h_t", "i_xt", "i_ty")
 STDERR_COLUMNS = ("h_t_se", "i_xt_se", "i_ty_se")  # rows of randomized estimates only
@@ -31,8 +41,8 @@ class SweepResult:
 
     Attributes:
         rows: dicts with ``layer``, ``estimator`` (its ``label``),
-            ``units``, ``h_t``, ``i_xt``, ``i_ty``, in forward order per
-            estimator.
+            ``units``, ``h_t``, ``i_xt``, ``i_ty`` and ``saturated`` (an
+            entropy of the row reached log N), in forward order per estimator.
         dpi_violations: dicts with ``estimator``, ``quantity`` (``"i_xt"`` or
             ``"i_ty"``), ``earlier``, ``later`` (layer names), ``size`` (how
             much the later layer exceeds the earlier one) and ``tolerance``.
@@ -41,6 +51,11 @@ class SweepResult:
         dpi_method: how the pairs were found (``"torch.fx graph"``, or
             ``"assumed chain (...)"`` with the reason).
         units: estimator label -> ``"bits"``, ``"nats"``, ...
+        skipped: default-selected layers whose output does not have the
+            batch as its first dimension, left out.
+        metadata: per estimator its repr, units, H(X), H(Y) and a note on
+            its conventions (LogDet's β applies to the labels' one-hot
+            columns too), and the plug-in H(Y) in bits.
     """
 
     rows: list = field(default_factory=list)
@@ -48,19 +63,23 @@ class SweepResult:
     dpi_pairs: list = field(default_factory=list)
     dpi_method: str = ""
     units: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
 
     def to_csv(self, path) -> Path:
-        """Write ``rows`` as CSV (atomically: a failed write keeps the old file); returns the path.
-        Under ``torch.distributed`` rank 0 writes it."""
+        """Write ``rows`` as CSV, and ``metadata`` as ``<name>.meta.json``
+        beside it (each atomically: a failed write keeps the old file);
+        returns the path. Under ``torch.distributed`` rank 0 writes them."""
         path = Path(path)
         if not distributed.is_root():
             return path
         buf = io.StringIO()
-        columns = list(COLUMNS) + [c for c in STDERR_COLUMNS if any(c in r for r in self.rows)]
+        columns = list(COLUMNS) + [c for c in STDERR_COLUMNS if any(c in r for r in self.rows)] + ["saturated"]
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: float.__repr__(v) if isinstance(v, float) else v for k, v in r.items()}
                          for r in self.rows)
+        atomic_write(meta_path(path), json.dumps(self.metadata, indent=1) + "\n")
         atomic_write(path, buf.getvalue())
         return path
 
@@ -110,106 +129,316 @@ def default_estimators(x, method: str | None = None) -> tuple:
     return Renyi(method=method or "auto"), LogDet(beta=PAPER_BETA_PER_COLUMN * d_input)
 
 
-def layer_variable(activation: torch.Tensor, channels: bool) -> Variable:
-    """A layer's activation as a variable: per-channel (Hadamard) for conv
-    maps when ``channels``, else the tensor kernel on the flattened map."""
-    return Variable(activation, channels=channels and activation.dim() >= 3)
+def layer_variable(shape: tuple, channels: bool) -> Variable:
+    """The options of a layer's variable, from its per-sample output shape:
+    per-channel (Hadamard) for conv maps when ``channels``, else the tensor
+    kernel on the flattened map. Its rows come from the probe passes."""
+    return Variable(None, channels=channels and len(shape) >= 2)
 
 
 def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progress: bool | None = None,
-                   description: str = "layer sweep") -> tuple[list, list, dict]:
-    """Run the model once and measure every selected layer with every estimator.
+                   description: str = "layer sweep", batch_size: int | None = None, memory_budget=None,
+                   train_mode: bool = False) -> "Measured":
+    """Stream the probe through the model and measure every selected layer
+    with every estimator.
 
-    ``variable(i, name, activation)`` makes estimator i's variable for a
-    layer. Each layer is prepared as soon as its hook fires and its raw
-    activation is then dropped; X and Y are prepared once per estimator.
-    A progress bar counts each layer's preparation and measurement per
-    estimator (``progress=None``: only on a terminal).
+    ``variable(i, name, shape)`` gives estimator i's ``Variable`` options for
+    a layer of per-sample output ``shape``. Each layer's rows are reduced
+    once, for all estimators (``pyfastent.ops.reduction``), as soon as all N
+    have been seen, and dropped; X and Y are reduced once. The spectra of
+    all layers are solved in batches (``pyfastent.ops.deferred``). The
+    passes follow ``pyfastent.nn.stream``: one when the probe is one batch
+    that fits, else one per group of layers whose rows fit the budget.
+    A progress bar counts the (layer, estimator) pairs and shows the pass
+    and batch (``progress=None``: only on a terminal).
 
     Under ``torch.distributed`` (``pyfastent.distributed``) every rank runs
-    the forward pass and measures its share of the (layer, estimator)
-    pairs, assigned by estimated cost as the layers fire; the rows are
-    gathered, so every rank returns all of them. Estimators that split
-    their own work across the ranks (``Renyi(distributed=True)``) measure
-    every layer on all ranks together.
+    the passes and measures its share of the layers, whole layers assigned
+    by estimated cost (all estimators of a layer on one rank, so each
+    reduction is built once); the rows are gathered, so every rank returns
+    all of them. Estimators that split their own work across the ranks
+    (``Renyi(distributed=True)``) measure every layer on all ranks together.
 
     Returns:
-        (rows, order, sigmas): wide rows (see ``SweepResult``), estimator
-        by estimator in forward order; the layer names in the order they
-        fired; ``sigmas[name][i]``, the RBF widths estimator i used for
-        layer ``name`` (empty for other kernels and estimators).
+        ``Measured``: wide rows (see ``SweepResult``), estimator by estimator
+        in firing order; the layer names in firing order; the RBF widths per
+        layer and estimator; the skipped (broadcast) layers; saturated joints.
     """
     estimators = tuple(estimators)
     if not estimators or not all(isinstance(e, Estimator) for e in estimators):
         raise ValueError(f"estimators must be a non-empty sequence of pyfastent estimators, got {estimators!r}")
     model = distributed.unwrap(model)
     names = select_layers(model, layers)
+    probe = Probe(x, y, batch_size)
     rank, ranks = distributed.world()
-    x_width = int(_checks.as_tensor("x", x)[0].numel())
-    scheduler = distributed.Scheduler(ranks)
     shared = [e.distributed if isinstance(e, Renyi) else False for e in estimators]  # measured by all ranks
-    bar = progress_bar(2 * len(names) * len(estimators), description, progress, unit="layer")
-    prepared: dict = {}
-    shapes: dict = {}
-    mine: list = []  # (i, name): the pairs this rank measures
-
-    def prepare_layer(name, activation):
-        if name not in names:  # a reused module's later call: one more layer to measure
-            bar.total += 2 * len(estimators)
-        shapes[name] = tuple(activation.shape)
-        bar.set_postfix_str(f"preparing {name}")
-        prepared[name] = {}
-        for i, est in enumerate(estimators):
-            cost = distributed.layer_cost(est, activation.shape[0], activation[0].numel(), x_width)
-            if shared[i] or scheduler.assign(cost) == rank:
-                prepared[name][i] = est.prepare(variable(i, name, activation), name)
-                mine.append((i, name))
-            else:
-                bar.total -= 1  # another rank measures this pair
-        bar.update(len(estimators))
-
-    def measure(pairs):
-        measured = {}
-        for i, name in sorted(pairs, key=lambda p: (p[0], order.index(p[1]))):
-            est, (px, py), pt = estimators[i], prepared_xy[i], prepared[name][i]
-            bar.set_postfix_str(f"{est.label} {name}")
-            measured[(i, name)] = ({
-                "layer": name,
-                "estimator": est.label,
-                "h_t": est.joint_entropy([pt]),
-                "i_xt": mutual_information(px, pt, estimator=est),
-                "i_ty": mutual_information(pt, py, estimator=est),
-            }, tuple(getattr(pt.payload, "sigma", ())))
-            bar.update(1)
-        return measured
-
     failure = None
-    try:
-        try:  # the forward pass: a failure here is raised at the next collective, on every rank
-            prepared_xy = [(est.prepare(x, "x"), est.prepare(y, "y")) for est in estimators]
-            order = run_hooked(model, x, names, prepare_layer, required=_named(layers))
+    bar = None
+    with model_mode(model, train_mode), saturation_report() as saturated:
+        try:  # the passes: a failure here is raised at the next collective, on every rank
+            found = learn_layers(model, probe, names, _named(layers), train_mode)
+            measurer = _Measurer(estimators, variable, shared, found, probe)
+            owners = measurer.assign(ranks)
+            mine = [layer for layer in found.layers if owners[layer.name] == rank or any(shared)]
+            plan = plan_passes(replace(found, layers=mine), probe, resolve_budget(memory_budget, found.device),
+                               measurer.reduction_bytes, measurer.fixed_bytes(), batch_size)
+            measurer.start(plan, rank, owners)
+            bar = progress_bar(measurer.pairs(mine, owners, rank), description, progress, unit="layer")
+            measurer.bar = bar
+            _run_passes(model, probe, found, plan, measurer, bar)
+            local = measurer.finish()
         except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
             failure = exc
 
         def seen():
             if failure is not None:
                 raise failure
-            return order, shapes
+            return measurer.signature()
 
-        results = {}
-        if any(shared):  # ranks must agree before they enter the split estimates' collectives
-            _same_everywhere(distributed.gather(seen, "running the probe forward pass"), rank)
-            results.update(measure([p for p in mine if shared[p[0]]]))
-        everyone = distributed.gather(
-            lambda: (*seen(), measure([p for p in mine if not shared[p[0]]])), "measuring layers")
-    finally:
-        bar.close()
-    _same_everywhere([e[:2] for e in everyone], rank)
-    for _, _, theirs in everyone:
+        try:
+            results = {}
+            if any(shared):  # ranks must agree before they enter the split estimates' collectives
+                _same_everywhere(distributed.gather(seen, "running the probe passes"), rank)
+                results.update(measurer.finish_shared())
+            everyone = distributed.gather(lambda: (seen(), local, list(saturated)), "measuring layers")
+        finally:
+            if bar is not None:
+                bar.close()
+    _same_everywhere([e[0] for e in everyone], rank)
+    records = [] if ranks == 1 else [r for _, _, theirs in everyone for r in theirs]  # every rank's
+    for _, theirs, _ in everyone:
         results.update(theirs)
+    order = [layer.name for layer in found.layers]
     rows = [results[(i, name)][0] for i in range(len(estimators)) for name in order]
     sigmas = {name: [results[(i, name)][1] for i in range(len(estimators))] for name in order}
-    return rows, order, sigmas
+    return Measured(rows, order, sigmas, found.skipped, saturated if ranks == 1 else records, measurer.marginals(),
+                    float(Discrete().entropy(measurer.labels)))
+
+
+@dataclass
+class Measured:
+    """What ``measure_layers`` returns (see there)."""
+
+    rows: list
+    order: list
+    sigmas: dict
+    skipped: list
+    saturated: list
+    h_xy: list  # (H(X), H(Y)) per estimator, in its units
+    label_entropy_bits: float
+
+
+def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar) -> None:
+    """The passes of ``plan``: X and Y are reduced as soon as they are
+    complete (before the first pass, or at the end of the first for a
+    streamed probe), each layer as soon as its N rows are."""
+    state = PassState()
+    streamed_x = probe.kind == "batches"
+    if not streamed_x and probe.labels is not None:
+        measurer.prepare_xy([probe.data], probe.labels)
+    groups = list(plan.groups)
+    if len(groups) > 1 and (probe.one_shot or probe.shuffles):
+        raise ValueError(_refusal(probe, len(groups)))
+    done = 0
+    while groups:
+        group = groups.pop(0)
+        done += 1
+        measurer.where = f"pass {done}/{done + len(groups)}"
+
+        def shown(batches):
+            bar.set_postfix_str(f"{measurer.where}, batch {batches}")
+
+        keep: dict = {}
+        on_layer = measurer.layer if plan.single else None
+        ended = run_pass(model, probe, found, group, state, keep, on_layer=on_layer,
+                         rows_budget=plan.rows_budget if probe.n is None and state.passes == 0 else None,
+                         gather_inputs=streamed_x and state.passes == 0, progress=shown)
+        if state.passes == 1 and not measurer.has_xy:
+            labels = probe.labels if probe.labels is not None else (
+                torch.cat(state.labels) if state.labels else None)
+            measurer.prepare_xy(state.inputs if streamed_x else [probe.data], labels)
+            state.inputs = []
+        if len(ended) < len(group):  # trimmed on a first pass of unknown length: the rest in later passes
+            rest = group[len(ended):]
+            if probe.one_shot or probe.shuffles:
+                raise ValueError(_refusal(probe, 2))
+            groups = _regroup(rest + [name for g in groups for name in g], found, state.n, plan.rows_budget)
+            measurer.where = f"pass {done}/{done + len(groups)}"
+        for name in ended:
+            if name in keep:
+                measurer.layer(name, keep.pop(name))
+    if state.passes == 0:
+        raise ValueError("no layer was measured")
+
+
+def _regroup(names: list, found, n: int, rows_budget: int) -> list:
+    """Groups of the remaining layers once N is known, as ``plan_passes`` makes them."""
+    sizes = {layer.name: n * layer.sample_bytes for layer in found.layers}
+    groups, current, held = [], [], 0
+    for name in names:
+        if current and held + sizes[name] > rows_budget:
+            groups.append(current)
+            current, held = [], 0
+        current.append(name)
+        held += sizes[name]
+    return groups + ([current] if current else [])
+
+
+def _refusal(probe: Probe, passes: int) -> str:
+    what = "a one-shot iterator" if probe.one_shot else "a shuffling DataLoader"
+    return (f"{probe.name} is {what}, but the layers' rows do not fit the memory budget together and {passes} passes "
+            "over the same batches are needed; pass a re-iterable, unshuffled loader (shuffle=False), a tensor, or "
+            "a larger memory_budget")
+
+
+class _Measurer:
+    """Reduces and measures the layers of one sweep, estimator by estimator."""
+
+    def __init__(self, estimators: tuple, variable, shared: list, found, probe: Probe):
+        self.estimators = estimators
+        self.variable = variable
+        self.shared = shared
+        self.found = found
+        self.probe = probe
+        self.prepared_xy: list = []
+        self.finishes: dict = {}  # (i, name) -> function giving the row
+        self.held: dict = {}  # (i, name) -> Prepared, for the estimators measured by all ranks
+        self.batch = None
+        self.bar = None
+        self.where = ""  # the pass, for the progress bar
+
+    @property
+    def has_xy(self) -> bool:
+        return bool(self.prepared_xy)
+
+    def assign(self, ranks: int) -> dict:
+        """Layer -> rank, whole layers by estimated cost (identical on every rank)."""
+        scheduler = distributed.Scheduler(ranks)
+        x_width = self.found.input_width
+        n = self.probe.n or 1
+        return {layer.name: scheduler.assign(sum(
+            distributed.layer_cost(e, n, int(torch.Size(layer.shape).numel()), x_width) for e in self.estimators))
+            for layer in self.found.layers}
+
+    def pairs(self, mine: list, owners: dict, rank: int) -> int:
+        return sum(1 for layer in mine for i in range(len(self.estimators))
+                   if self.shared[i] or owners[layer.name] == rank)
+
+    def reduction_bytes(self, layer) -> int:
+        """The peak of reducing and measuring one layer, estimated: the
+        products (one per BLAS worker), kernels, joints and spectra, each
+        N×N float64, and the features of a randomized estimate."""
+        n = self.probe.n or 1
+        randomized = any(isinstance(e, Renyi) and not e.exact_for(n) for e in self.estimators)
+        features = n * int(torch.Size(layer.shape).numel()) * 4 if randomized else 0
+        return (4 + 2 * threads.workers()) * n * n * 8 + features
+
+    def fixed_bytes(self) -> int:
+        """Held for the whole sweep: X's and Y's reductions, and a streamed
+        probe's inputs until X is reduced."""
+        n = self.probe.n or 1
+        inputs = n * self.found.input_sample_bytes if self.probe.kind == "batches" else 0
+        return 3 * n * n * 8 + inputs
+
+    def start(self, plan, rank: int, owners: dict) -> None:
+        self.batch = SpectralBatch(max_bytes=plan.spectral_bytes)
+        self.rank, self.owners = rank, owners
+
+    def prepare_xy(self, x_parts: list, labels) -> None:
+        """Reduce X (the probe inputs) and Y (the labels) once for all estimators."""
+        if labels is None:
+            raise ValueError("y: labels are needed, from y= or from (inputs, labels) batches")
+        device = self.found.device  # where the layers' products are: X and Y join them there
+        labels = _checks.labels("y", labels).to(device)
+        x_var, y_var = Variable(None), Variable(None)
+        x_rows = observe_rows(x_var, [_checks.as_tensor("x", p).to(device) for p in x_parts], "x")
+        if labels.shape[0] != x_rows.n:
+            raise ValueError(f"y has {labels.shape[0]} labels but x has {x_rows.n} samples")
+        y_rows = observe_rows(y_var, [labels], "y")
+        x_red = reductions.reduce_rows(x_rows, _union(e.needs(x_var, x_rows) for e in self.estimators))
+        y_red = reductions.reduce_rows(y_rows, _union(e.needs(y_var, y_rows) for e in self.estimators))
+        self.prepared_xy = [(e.prepare_reduced(x_var, x_red, "x"), e.prepare_reduced(y_var, y_red, "y"))
+                            for e in self.estimators]
+        self.labels = labels
+
+    def marginals(self) -> list:
+        """(H(X), H(Y)) per estimator, as floats in its units."""
+        return [(float(e.joint_entropy([px])), float(e.joint_entropy([py])))
+                for e, (px, py) in zip(self.estimators, self.prepared_xy)]
+
+    def layer(self, name: str, parts) -> None:
+        """Reduce one layer's complete rows for the estimators this rank
+        measures it with, plan its entropies, and let the rows go."""
+        if isinstance(parts, torch.Tensor):
+            parts = [parts]
+        mine = [i for i in range(len(self.estimators)) if self.shared[i] or self.owners[name] == self.rank]
+        if not mine:
+            return
+        shape = tuple(parts[0].shape[1:])
+        variables = {i: self.variable(i, name, shape) for i in mine}
+        rows = observe_rows(variables[mine[0]], parts, name)
+        del parts
+        needs = _union(self.estimators[i].needs(variables[i], rows, list(self.prepared_xy[i])) for i in mine)
+        reduction = reductions.reduce_rows(rows, needs)
+        del rows
+        for i in mine:
+            est = self.estimators[i]
+            prepared = est.prepare_reduced(variables[i], reduction, name)
+            if self.shared[i]:
+                self.held[(i, name)] = prepared
+            else:
+                self.finishes[(i, name)] = _plan_layer(est, prepared, self.prepared_xy[i], self.batch)
+                self._done(est, name)
+
+    def _done(self, est, name) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.where}, {est.label} {name}".lstrip(", "))
+            self.bar.update(1)
+
+    def finish(self) -> dict:
+        """Solve the planned spectra: (i, name) -> (row, widths)."""
+        self.batch.solve()
+        return {key: finish() for key, finish in self.finishes.items()}
+
+    def finish_shared(self) -> dict:
+        """The estimators measured by all ranks together, layer by layer."""
+        out = {}
+        for (i, name), prepared in sorted(self.held.items(), key=lambda kv: (kv[0][0], self._position(kv[0][1]))):
+            batch = SpectralBatch()
+            finish = _plan_layer(self.estimators[i], prepared, self.prepared_xy[i], batch)
+            batch.solve()
+            out[(i, name)] = finish()
+            self._done(self.estimators[i], name)
+        return out
+
+    def _position(self, name: str) -> int:
+        return [layer.name for layer in self.found.layers].index(name)
+
+    def signature(self) -> tuple:
+        """What every rank must agree on: the layers, their shapes, N."""
+        return tuple((layer.name, layer.shape) for layer in self.found.layers), self.probe.n
+
+
+def _union(needs) -> Needs:
+    return functools.reduce(lambda a, b: a | b, needs, Needs())
+
+
+def _plan_layer(est: Estimator, prepared, xy: tuple, batch: SpectralBatch):
+    """Request H(T), H(X,T) and H(T,Y) (and H(X), H(Y)) into ``batch``;
+    returns the function that reads the row once the batch is solved."""
+    px, py = xy
+    h = JointEntropies(est, {"x": px, "y": py, "t": prepared}, batch)
+    for names in (("x",), ("y",), ("t",), ("x", "t"), ("t", "y")):
+        h.request(*names)
+    h.seal()
+    name = prepared.name
+    sigma = tuple(getattr(prepared.payload, "sigma", ()))
+
+    def row():
+        return {"layer": name, "estimator": est.label, "h_t": h("t"), "i_xt": h.mi("x", "t"),
+                "i_ty": h.mi("t", "y")}, sigma
+
+    return row
 
 
 def _same_everywhere(seen: list, rank: int) -> None:
@@ -220,23 +449,34 @@ def _same_everywhere(seen: list, rank: int) -> None:
                              "must pass the same model and probe")
 
 
-def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: bool = False,
-                dpi_tolerance: float | None = None, progress: bool | None = None,
-                method: str | None = None) -> SweepResult:
+def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, channels: bool = False,
+                dpi_tolerance: float | None = None, progress: bool | None = None, method: str | None = None,
+                batch_size: int | None = None, memory_budget=None, train_mode: bool = False) -> SweepResult:
     """H(T), I(X;T) and I(T;Y) for every captured layer T and every estimator.
 
-    Every Gram matrix or covariance is built once per call; the model runs
-    once, under ``no_grad``, in its current train/eval mode.
+    Each layer is reduced once for all estimators and its rows dropped
+    (``pyfastent.ops.reduction``); the probe streams through the model in
+    mini-batches under a memory budget (``pyfastent.nn.stream``), in eval
+    mode under ``no_grad``; afterwards every submodule has its own mode back.
+    The numbers do not depend on the batches beyond round-off, except with
+    ``train_mode=True``, where batch norm normalizes each batch by its own
+    statistics.
 
     Under ``torch.distributed`` every rank must call it with the same model
-    (DDP-wrapped or not) and probe: the (layer, estimator) pairs are split
-    across the ranks by estimated cost and every rank returns all rows,
-    the same numbers as one process gives (``pyfastent.distributed``).
+    (DDP-wrapped or not) and probe: whole layers are split across the ranks
+    by estimated cost and every rank returns all rows, the same numbers as
+    one process gives (``pyfastent.distributed``).
 
     Args:
         model: the network.
-        x: the probe inputs (N, ...), passed to ``model(x)``; also the variable X.
-        y: the probe labels (N,) (integer), the variable Y.
+        x: the probe inputs, passed to the model: a tensor or array
+            (N, ...), a dict of them (keyword inputs), or a re-iterable of
+            batches such as an unshuffled ``DataLoader`` (tensors, dicts or
+            ``(inputs, labels)`` pairs); see ``pyfastent.nn.inputs``. Floating
+            inputs are converted to the model's dtype and device. The inputs
+            are also the variable X.
+        y: the probe labels (N,) (integer), the variable Y; ``None`` when
+            the batches are ``(inputs, labels)`` pairs.
         estimators: estimators to use; default ``default_estimators(x)``:
             ``Renyi()`` and ``LogDet`` with β = 100·d_input.
         layers: which layers (see ``pyfastent.nn.capture``).
@@ -249,25 +489,81 @@ def layer_sweep(model: nn.Module, x, y, estimators=None, layers=None, channels: 
             stderr is a terminal; ``False``: never).
         method: the default Rényi estimator's ``method`` (``"auto"``,
             ``"exact"``, ``"lanczos"``); give your own estimators their own.
+        batch_size: run a tensor or dict probe this many samples at a time;
+            ``None``: all at once when that fits the budget, else batches
+            chosen to fit.
+        memory_budget: bytes (or a size such as ``"4GB"``) the sweep may
+            hold: held rows, reductions, spectra and the model's batch;
+            ``None``: ``pyfastent.nn.stream.DEFAULT_BUDGET`` (40%) of what
+            the device has free. Layers whose rows do not fit together are
+            measured in several passes; a layer that cannot fit alone is a
+            ``MemoryError`` before any work.
+        train_mode: run the model in its own mode instead of eval mode.
 
     Returns:
         ``SweepResult``. The DPI is checked on the layer pairs where one
         layer is computed from the other alone (``pyfastent.nn.graph``).
         Randomized estimates add their standard errors as ``h_t_se``,
-        ``i_xt_se`` and ``i_ty_se``.
+        ``i_xt_se`` and ``i_ty_se``. Rows whose entropies reached log N
+        are marked ``saturated`` (one ``SaturationWarning`` says how many).
     """
-    y = _checks.labels("y", y)
     if method is not None and estimators is not None:
         raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
                          "pass Renyi(method=...) among them")
-    estimators = tuple(estimators) if estimators is not None else default_estimators(x, method)
-    rows, order, _ = measure_layers(model, x, y, estimators, layers,
-                                    lambda i, name, act: layer_variable(act, channels), progress)
+    if estimators is None:
+        estimators = default_estimators(Probe(x, batch_size=batch_size).first_batch().inputs, method)
+    estimators = tuple(estimators)
+    measured = measure_layers(model, x, y, estimators, layers, lambda i, name, shape: layer_variable(shape, channels),
+                              progress, batch_size=batch_size, memory_budget=memory_budget, train_mode=train_mode)
     units = {e.label: e.units for e in estimators}
+    saturated = _saturated_layers(measured.saturated)
     rows = [{"layer": r["layer"], "estimator": r["estimator"], "units": units[r["estimator"]],
              **{q: r[q] for q in ("h_t", "i_xt", "i_ty")},
-             **{f"{q}_se": r[q].stderr for q in ("h_t", "i_xt", "i_ty") if isinstance(r[q], Estimate)}}
-            for r in rows]
-    pairs, how = dpi_pairs(distributed.unwrap(model), order)
+             **{f"{q}_se": r[q].stderr for q in ("h_t", "i_xt", "i_ty") if isinstance(r[q], Estimate)},
+             "saturated": (r["estimator"], r["layer"]) in saturated}
+            for r in measured.rows]
+    warn_saturated(rows, measured.saturated)
+    pairs, how = dpi_pairs(distributed.unwrap(model), measured.order)
     tolerance = dpi_tolerance if dpi_tolerance is not None else {e.label: e.dpi_slack for e in estimators}
-    return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how, units)
+    return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how, units, measured.skipped,
+                       sweep_metadata(estimators, measured))
+
+
+def _saturated_layers(records: list) -> set:
+    """(estimator label, layer) pairs one of whose joint entropies reached log N."""
+    return {(r["estimator"], name) for r in records for name in r["variables"] if name not in ("x", "y")}
+
+
+def warn_saturated(rows: list, records: list) -> None:
+    """One ``SaturationWarning`` for all saturated rows of a sweep or step:
+    per estimator how many layers, the first few, and what to do."""
+    if not records:
+        return
+    ceilings = {r["estimator"]: f"{r['ceiling']:.4g} {r['units']}" for r in records}
+    lines = []
+    for est in dict.fromkeys(r["estimator"] for r in rows):
+        hit = [r["layer"] for r in rows if r["estimator"] == est and r.get("saturated")]
+        if hit:
+            total = sum(1 for r in rows if r["estimator"] == est)
+            shown = ", ".join(hit[:5]) + (", …" if len(hit) > 5 else "")
+            lines.append(f"{est}, {len(hit)} of {total} layers ({shown}) at log N = {ceilings[est]}")
+    if not lines:  # only X or Y themselves
+        lines = [f"{r['estimator']}, the entropy of ({', '.join(r['variables'])}) at log N = {ceilings[r['estimator']]}"
+                 for r in records[:3]]
+    warn_once_per_call_site(
+        f"entropies at their ceiling (an effective 90% or more of the samples distinct) for {'; '.join(lines)}: "
+        f"there they measure the sample count, not the layer (such rows are marked 'saturated'). "
+        f"{records[0]['advice']}", SaturationWarning)
+
+
+def sweep_metadata(estimators: tuple, measured: "Measured") -> dict:
+    """What a reader of the numbers needs: each estimator's full repr,
+    units, H(X), H(Y) and conventions, the plug-in H(Y) in bits, the
+    skipped layers."""
+    return {
+        "estimators": {e.label: {"repr": repr(e), "units": e.units, "h_x": measured.h_xy[i][0],
+                                 "h_y": measured.h_xy[i][1], "note": e.note}
+                       for i, e in enumerate(estimators)},
+        "label_entropy_bits": measured.label_entropy_bits,
+        "skipped_layers": measured.skipped,
+    }

@@ -11,7 +11,7 @@ from pyfastent.ops.kernels import _batched_gram, _hadamard_gram
 from pyfastent.ops import reduction as reductions
 from pyfastent.ops.reduction import Needs, Reduction, Rows
 from pyfastent.variable import Observations
-from pyfastent.widths import WidthRule
+from pyfastent.widths import WidthRule, channel_share
 
 
 def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str,
@@ -23,7 +23,8 @@ def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str,
             Hadamard product is returned (one RBF on the channels scaled by
             1/σ_c, DESIGN.md 3.1), without forming C separate N×N matrices.
         kernel: ``"rbf"``, ``"linear"`` or ``"delta"``.
-        rule: gives σ (or σ_c per channel) from the squared distances.
+        rule: gives σ (or, per channel, σ_c = √C × the rule's width: see
+            ``pyfastent.widths.ChannelShare``) from the squared distances.
         name: the argument name used in errors.
         backend: ``"auto"``, ``"torch"`` or ``"cuda"`` (see ``backend_info``).
 
@@ -35,32 +36,36 @@ def normalized_gram(obs: Observations, kernel: str, rule: WidthRule, name: str,
         on the torch path.
     """
     values = obs.values
+    if values.dim() == 3:
+        rule = channel_share(rule, values.shape[1])
     if kernel != "delta" and resolve_backend(backend, [values], "gram") == "cuda":
         dtype = _checks.overflow_safe_dtype(name, values.reshape(obs.n, -1), centred=kernel != "linear")
         squares = 1.0 if kernel == "linear" else 1.0 + (values.dim() == 3) + rule.peak_squares
         ensure_square_fits(obs.n, dtype, values.device, copies=squares, what=f"the Gram matrix of {name}")
         return _cuda_normalized_gram(values.to(dtype), kernel, rule, obs.n)
-    rows = Rows([values], name, channels=values.dim() == 3)
-    return kernel_matrix(reductions.reduce_rows(rows, kernel_needs(kernel, rule, rows, exact=True)), kernel, rule)
+    channels = values.dim() == 3
+    rows = Rows([values], name, channels=channels)
+    needs = kernel_needs(kernel, rule, rows, exact=True, channels=channels)
+    return kernel_matrix(reductions.reduce_rows(rows, needs), kernel, rule, channels)
 
 
-def kernel_needs(kernel: str, rule: WidthRule, rows: Rows, exact: bool) -> Needs:
+def kernel_needs(kernel: str, rule: WidthRule, rows: Rows, exact: bool, channels: bool) -> Needs:
     """What a Rényi kernel of ``rows`` reads (see ``kernel_matrix``):
     codes for the delta kernel; the features when the spectrum is not
-    ``exact``; per-channel distances for channel rows; else the inner
-    products, in the rows' precision."""
+    ``exact``; per-channel distances for a ``channels`` variable; else the
+    inner products, in the rows' precision."""
     if kernel == "delta":
         return Needs(codes=True)
     discrete_as = "values" if rows.discrete else None
     if not exact:
         return Needs(features=((kernel, rule),), discrete_as=discrete_as)
-    if rows.channels is not None:
+    if channels:
         return Needs(channel_rules=(rule,))
     dtype = rows.dtype if rows.dtype in (torch.float32, torch.float64) else torch.float32
     return Needs(gram=dtype, discrete_as=discrete_as)
 
 
-def kernel_matrix(reduction: Reduction, kernel: str, rule: WidthRule) -> tuple[torch.Tensor, tuple]:
+def kernel_matrix(reduction: Reduction, kernel: str, rule: WidthRule, channels: bool) -> tuple[torch.Tensor, tuple]:
     """The normalized Gram matrix A [N, N] (trace 1) of a reduced variable
     and the widths used, in the precision of its rows (float32 activations
     give float32 kernels, as before the reduction: only the distances are
@@ -76,7 +81,7 @@ def kernel_matrix(reduction: Reduction, kernel: str, rule: WidthRule) -> tuple[t
     if kernel == "delta":  # a boolean comparison, then the float matrix
         ensure_square_fits(n, torch.float32, reduction.device, copies=1.25, what=what)
         return _torch_gram.delta(reduction.codes, torch.float32).div_(n), ()
-    if reduction.channels is not None:
+    if channels:
         weighted, sigmas = reduction.channels_weighted[rule]
         ensure_square_fits(n, weighted.dtype, reduction.device, copies=1, what=what)
         return _torch_gram.rbf_(weighted.clone(), 1.0).div_(n), sigmas

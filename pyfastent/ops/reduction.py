@@ -264,12 +264,15 @@ def _products(rows: Rows, needs: Needs, out: Reduction) -> None:
     want = _Wanted(needs.gram is not None, needs.standardized_gram, narrow)
     if want.any:
         blas = _on_blas(rows, n * n * d)
-        # The products (one per worker on the BLAS path), each worker's product of one block, the columns.
-        copies = (want.gram + want.standardized) * (threads.workers() if blas else 1) + (
-            threads.workers() if blas else 1)
+        workers = threads.workers() if blas else 1
+        blocks = _blocks(rows, dtype, workers)
         if want.gram or want.standardized:
+            # Per worker: its sums, one block's product (BLAS path), its block of centred columns
+            # (and their standardized copy).
+            products = want.gram + want.standardized
+            block = max(b - a for a, b in blocks) / n * (1 + want.standardized)
+            copies = workers * (products * (1 + blas) + block)
             ensure_square_fits(n, dtype, rows.device, copies, f"the Gram matrix of {rows.name}")
-        blocks = _blocks(rows, dtype, threads.workers() if blas else 1)
         gram, offset, sgram, columns = (_blas_products if blas else _torch_products)(rows, blocks, mean, out.scale,
                                                                                     dtype, want)
         if gram is not None:
@@ -380,15 +383,25 @@ def _blas_products(rows: Rows, blocks: list, mean: torch.Tensor, scale, dtype: t
 
 
 def _column_statistics(rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column means [d] and ranges max − min [d], float64, block by block
-    (no float64 copy of the rows)."""
+    """Column means [d] (accumulated in float64: centring with a float32
+    mean leaves an error along the centring direction that LogDet's β/N
+    multiplies) and ranges max − min [d], float64. On the CPU by NumPy,
+    whose reductions over rows are several times faster than torch's
+    float64 ones; block by block, so no float64 copy of the rows is made."""
     means, ranges = [], []
     for start, stop in _blocks(rows, torch.float64):
-        block = rows.block(start, stop)
-        means.append(block.sum(0, dtype=torch.float64) / rows.n)
-        lo, hi = torch.aminmax(block.detach(), dim=0)
-        ranges.append(hi.double() - lo.double())
-    return torch.cat(means), torch.cat(ranges)
+        block = rows.block(start, stop).detach()
+        if block.device.type == "cpu":
+            a = block.numpy()
+            means.append(torch.from_numpy(a.sum(axis=0, dtype=np.float64) / rows.n))
+            ranges.append(torch.from_numpy(a.max(axis=0).astype(np.float64) - a.min(axis=0)))
+        else:
+            means.append(block.sum(0, dtype=torch.float64) / rows.n)
+            ranges.append(block.amax(0).double() - block.amin(0).double())
+    mean = torch.cat(means).to(rows.device)
+    if any(p.requires_grad for p in rows.parts):  # the centring is part of a differentiable Gram matrix
+        mean = torch.cat([p.reshape(p.shape[0], -1) for p in rows.parts]).sum(0, dtype=torch.float64) / rows.n
+    return mean, torch.cat(ranges).to(rows.device)
 
 
 def _product_dtype(rows: Rows, needs: Needs, ranges: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:

@@ -1,0 +1,295 @@
+"""Streamed probe passes under a memory budget (DESIGN.md, "Sweeps at scale").
+
+The model sees the probe set one mini-batch at a time. A layer's rows are
+held only until all N have been seen, then reduced (``pyfastent.ops.reduction``)
+and dropped. When the whole probe set is one batch, each layer is complete
+the moment its hook fires and is reduced right there, so no layer's rows
+are ever held. When the layers' rows do not fit in the budget together,
+they are planned into groups, in the order they fire, with one pass over
+the probe batches per group; a pass stops once its group's last layer has
+fired. Every pass must see the same batches in the same order: each batch's
+fingerprint is checked, and one-shot iterators and shuffling loaders are
+refused when more than one pass is needed.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from pyfastent._memory import available_bytes
+from pyfastent.nn.capture import run_hooked
+from pyfastent.nn.inputs import Batch, Probe, fingerprint, parameter_dtype_device, to_model
+
+# The default memory budget: this fraction of what the device has free when the work starts.
+DEFAULT_BUDGET = 0.4
+
+
+def resolve_budget(memory_budget, device: torch.device) -> int:
+    """Bytes of a ``memory_budget``: a positive number of bytes, a string
+    with a unit (``"4GB"``, ``"512 MiB"``; decimal and binary units), or
+    ``None`` for ``DEFAULT_BUDGET`` of the memory free on ``device``
+    (MemAvailable and the cgroup's headroom on the CPU, the free GPU memory
+    on CUDA)."""
+    if memory_budget is None:
+        return int(DEFAULT_BUDGET * available_bytes(device))
+    if isinstance(memory_budget, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]i?[bB]?|[bB]?)\s*", memory_budget)
+        if not match:
+            raise ValueError(f"memory_budget must be a number of bytes or a size such as '4GB', got {memory_budget!r}")
+        number, unit = float(match.group(1)), match.group(2).upper().rstrip("B")
+        power = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit[:1]]
+        memory_budget = number * (1024 if unit.endswith("I") else 1000) ** power
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget > 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes or a size such as '4GB', "
+                         f"got {memory_budget!r}")
+    return int(memory_budget)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A selected layer as its hook sees it: name (``name#k`` for the k-th
+    call of a reused module), per-sample output shape and dtype."""
+
+    name: str
+    shape: tuple
+    dtype: torch.dtype
+
+    @property
+    def sample_bytes(self) -> int:
+        return int(torch.Size(self.shape).numel()) * torch.empty((), dtype=self.dtype).element_size()
+
+
+@dataclass
+class Layers:
+    """What one small forward pass taught about the model on this probe.
+
+    Attributes:
+        layers: the selected layers in firing order, broadcast outputs left out.
+        skipped: default-selected modules whose output does not have the
+            batch as its first dimension (e.g. position embeddings [1, T, D]).
+        modules: the module names to hook.
+        input_sample_bytes, input_width: bytes and numbers in one sample of
+            the inputs.
+        dtype, device: where the model's parameters are (floating inputs are
+            converted to them).
+    """
+
+    layers: list
+    skipped: list
+    modules: list
+    input_sample_bytes: int
+    input_width: int
+    dtype: torch.dtype
+    device: torch.device
+
+    def convert(self, inputs):
+        return to_model(inputs, self.dtype, self.device)
+
+    def working_set(self) -> int:
+        """Bytes per sample a forward pass holds at once, estimated: the
+        inputs, and four times the largest layer output (its input, its
+        output, a residual and the copy of a held layer)."""
+        return self.input_sample_bytes + 4 * max((layer.sample_bytes for layer in self.layers), default=0)
+
+
+def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple, train_mode: bool) -> Layers:
+    """Run the model on the first two samples of the first batch and record
+    every selected layer's output shape and dtype, in firing order. The
+    model's buffers (batch-norm statistics) are restored afterwards in
+    train mode, so this pass leaves no trace."""
+    dtype, device = parameter_dtype_device(model)
+    first = probe.first_batch()
+    sample = first.take(min(2, first.size))
+    seen: list = []
+
+    def record(name, out):
+        seen.append((name, tuple(out.shape), out.dtype))
+
+    saved = {k: b.clone() for k, b in model.named_buffers()} if train_mode else {}
+    try:
+        run_hooked(model, to_model(sample.inputs, dtype, device), names, record, required)
+    finally:
+        buffers = dict(model.named_buffers())
+        for k, value in saved.items():
+            buffers[k].copy_(value)
+    layers, skipped = [], []
+    for name, shape, out_dtype in seen:
+        if not shape or shape[0] != sample.size:
+            if name.split("#")[0] in required:
+                raise ValueError(f"layers: {name!r} outputs shape {shape}, whose first dimension is not the "
+                                 f"batch of {sample.size} samples; it cannot be measured per sample")
+            skipped.append(name)
+            continue
+        layers.append(LayerInfo(name, shape[1:], out_dtype))
+    modules = list(dict.fromkeys(layer.name.split("#")[0] for layer in layers))
+    return Layers(layers, skipped, modules, sample.sample_bytes(), sample.sample_width(), dtype, device)
+
+
+@dataclass
+class Plan:
+    """How the probe passes run.
+
+    Attributes:
+        single: the whole probe set is one batch: layers are reduced as
+            they fire, and their rows are never held.
+        groups: the layers (names) of each pass, in firing order.
+        batch_size: the batch size used for a tensor or dict probe.
+        rows_budget: bytes the held rows of one group may take.
+        spectral_bytes: bytes the deferred spectra may hold before a solve.
+    """
+
+    single: bool
+    groups: list
+    batch_size: int | None
+    rows_budget: int
+    spectral_bytes: int
+
+
+def plan_passes(found: Layers, probe: Probe, budget: int, reduction_bytes, fixed_bytes: int,
+                batch_size: int | None) -> Plan:
+    """Plan the passes within ``budget`` bytes.
+
+    Args:
+        found: the layers, from ``learn_layers``.
+        probe: the probe set (its N, if known, and its batches).
+        budget: bytes for everything the sweep holds.
+        reduction_bytes: ``f(layer)``: the bytes building and measuring one
+            layer's reduction takes at its peak.
+        fixed_bytes: bytes held throughout (X's and Y's reductions).
+        batch_size: the user's batch size, or ``None`` to choose one.
+
+    A probe that is one batch (a tensor or dict with ``batch_size=None``)
+    runs in a single pass when its forward working set fits in half the
+    budget; otherwise it is cut into batches whose working set takes a
+    tenth of it. The rest, after the fixed part, the spectra and the
+    largest reduction, is for held rows. A layer whose rows alone exceed it
+    is a ``MemoryError`` now, before any work.
+    """
+    n = probe.n
+    layers = found.layers
+    largest = max((reduction_bytes(layer) for layer in layers), default=0)
+    spectral = max(budget // 8, largest)
+    free = budget - fixed_bytes - spectral - largest
+    per_sample = found.working_set()
+    if probe.kind != "batches" and batch_size is None and n * per_sample <= free // 2:
+        return Plan(True, [[layer.name for layer in layers]], None, 0, spectral)
+    if probe.kind != "batches" and batch_size is None:
+        batch_size = max(1, min(n, free // 10 // max(per_sample, 1)))
+    model_bytes = (batch_size or 1) * per_sample
+    rows_budget = free - model_bytes
+    if probe.kind != "batches" and batch_size >= n:
+        return Plan(True, [[layer.name for layer in layers]], None, 0, spectral)
+    if n is None:  # counted during the first pass: its group is trimmed as the rows arrive
+        return Plan(False, [[layer.name for layer in layers]], batch_size, rows_budget, spectral)
+    groups, current, held = [], [], 0
+    for layer in layers:
+        need = n * layer.sample_bytes
+        if need > rows_budget:
+            raise MemoryError(
+                f"layer {layer.name!r} alone needs {need / 2**30:.2f} GiB for its {n} rows of shape {layer.shape}, "
+                f"but the memory budget leaves {max(rows_budget, 0) / 2**30:.2f} GiB for held rows (budget "
+                f"{budget / 2**30:.2f} GiB); raise memory_budget, use fewer probe samples, or leave this layer out "
+                "(layers=)")
+        if current and held + need > rows_budget:
+            groups.append(current)
+            current, held = [], 0
+        current.append(layer.name)
+        held += need
+    if current:
+        groups.append(current)
+    return Plan(False, groups, batch_size, rows_budget, spectral)
+
+
+@dataclass
+class PassState:
+    """What the passes have seen so far: the sample count, the batches'
+    fingerprints (checked on later passes), and the labels and input rows
+    gathered on the first pass."""
+
+    n: int = 0
+    fingerprints: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+    passes: int = 0
+
+
+def run_pass(model: nn.Module, probe: Probe, found: Layers, group: list, state: PassState, keep: dict,
+             on_layer=None, rows_budget: int | None = None, gather_inputs: bool = False, progress=None) -> list:
+    """One pass over the probe batches for the layers of ``group``; returns
+    the group as it ended (see ``rows_budget``).
+
+    With ``on_layer`` (a single-batch probe), ``on_layer(name, output)`` is
+    called from each hook with the complete rows. Otherwise each layer's
+    rows are copied into ``keep[name]`` (a list of batches). With
+    ``rows_budget`` (a first pass over a loader of unknown length), layers
+    are dropped from the end of the group, with their rows, whenever the
+    rows held would exceed it; a later pass measures them. ``gather_inputs``
+    keeps each batch's inputs in ``state.inputs`` (the variable X of a
+    streamed probe); ``progress(batches done)`` is called after each batch.
+    """
+    first_pass = state.passes == 0
+    group = list(group)
+    count = 0
+    for index, batch in enumerate(probe.batches()):
+        _check_batch(state, batch, index, first_pass)
+        if first_pass and gather_inputs:
+            state.inputs.append(batch.inputs)
+        wanted = set(group)
+
+        def sink(name, out, size=batch.size):
+            if name not in wanted:
+                return
+            if out.shape[0] != size:
+                raise ValueError(f"layer {name!r} output {tuple(out.shape)} for a batch of {size} samples: its first "
+                                 "dimension is not the batch")
+            if on_layer is not None:
+                on_layer(name, out)
+            else:
+                keep.setdefault(name, []).append(out.clone())
+
+        run_hooked(model, found.convert(batch.inputs), found.modules, sink,
+                   last=None if on_layer is not None else group[-1])
+        if rows_budget is not None:
+            _trim(group, keep, rows_budget)
+        count = index + 1
+        if progress is not None:
+            progress(count)
+    if first_pass and count == 0:
+        raise ValueError(f"{probe.name} yielded no batches")
+    if not first_pass and count != len(state.fingerprints):
+        raise ValueError(f"the probe gave {count} batches on pass {state.passes + 1} but {len(state.fingerprints)} on "
+                         "the first: several passes need the same batches")
+    state.passes += 1
+    return group
+
+
+def _trim(group: list, keep: dict, rows_budget: int) -> None:
+    """Drop layers (and their rows) from the end of ``group`` until the rows
+    held fit in ``rows_budget``; a layer that cannot fit alone is a MemoryError."""
+    def held():
+        return sum(t.numel() * t.element_size() for name in group for t in keep.get(name, ()))
+
+    while held() > rows_budget:
+        if len(group) == 1:
+            raise MemoryError(f"layer {group[0]!r} alone needs more than the {rows_budget / 2**30:.2f} GiB the "
+                              "memory budget leaves for held rows; raise memory_budget, use fewer probe samples, "
+                              "or leave this layer out (layers=)")
+        keep.pop(group.pop(), None)
+
+
+def _check_batch(state: PassState, batch: Batch, index: int, first_pass: bool) -> None:
+    mark = fingerprint(batch)
+    if first_pass:
+        state.fingerprints.append(mark)
+        state.n += batch.size
+        if batch.labels is not None:
+            state.labels.append(batch.labels)
+        return
+    if index >= len(state.fingerprints) or state.fingerprints[index] != mark:
+        raise ValueError(
+            f"the probe batches changed between passes (batch {index} differs from the first pass): several "
+            "passes need the same batches in the same order; use a DataLoader with shuffle=False, or a larger "
+            "memory_budget so that one pass suffices")
