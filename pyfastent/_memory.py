@@ -55,6 +55,14 @@ def _cgroup_headroom() -> int:
     return _UNLIMITED
 
 
+def format_bytes(count: float) -> str:
+    """A byte count for people: ``"3.2 GiB"``, ``"48 MiB"``, ``"512 KiB"``."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(count) >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count:.0f} B"
+
+
 def ensure_square_fits(n: int, dtype: torch.dtype, device: torch.device, copies: float, what: str) -> None:
     """Raise ``MemoryError`` with advice if ``copies`` more N×N matrices of
     ``dtype`` would not fit now."""

@@ -94,7 +94,9 @@ def sweeps():
            "channels": pnn.layer_sweep(net, x, y, channels=True).rows,
            "mixed": pnn.layer_sweep(net, x, y, estimators=(
                pf.Renyi(), pf.Renyi(method="lanczos", lanczos=CONFIG, distributed=True), pf.LogDet(beta=1.0)),
-               layers=["act1", "act2"]).rows}
+               layers=["act1", "act2"]).rows,
+           # mini-batches, and a budget that puts the layers into several passes on every rank
+           "streamed": pnn.layer_sweep(net, x, y, batch_size=17, memory_budget=1_250_000).rows}
     if dist.is_initialized():
         out["ddp"] = pnn.layer_sweep(nn.parallel.DistributedDataParallel(net), x, y).rows
     return out
@@ -107,17 +109,17 @@ def prepared_layers() -> int:
     from pyfastent.estimators.base import Estimator
 
     names = []
-    original = Estimator.prepare
+    original = Estimator.prepare_reduced
 
-    def counting(self, x, name="x"):
+    def counting(self, var, reduction, name):
         names.append(name)
-        return original(self, x, name)
+        return original(self, var, reduction, name)
 
-    Estimator.prepare = counting
+    Estimator.prepare_reduced = counting
     try:
         pnn.layer_sweep(model(), *probe())
     finally:
-        Estimator.prepare = original
+        Estimator.prepare_reduced = original
     return sum(n not in ("x", "y") for n in names)
 
 
@@ -243,7 +245,7 @@ def test_sweeps_give_one_process_numbers_on_every_rank(two_ranks, one_thread):
     results, _ = two_ranks
     alone = sweeps()
     for rank, result in enumerate(results):
-        for key in ("sweep", "channels", "mixed"):
+        for key in ("sweep", "channels", "mixed", "streamed"):
             _same(result[key], alone[key], f"rank {rank} {key}")
         _same(result["ddp"], alone["sweep"], f"rank {rank} ddp")  # DDP-wrapped: the same names and numbers
 

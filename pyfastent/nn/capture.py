@@ -49,10 +49,14 @@ def select_layers(model: nn.Module, layers=None) -> list[str]:
 
 @contextlib.contextmanager
 def model_mode(model: nn.Module, train_mode: bool = False):
-    """Run the block with the model in eval mode (``train_mode=True``: as it
-    is), then give every submodule its own mode back, exceptions included:
-    a frozen BatchNorm inside a training model stays frozen."""
+    """Run the block with the model in eval mode, then give every submodule
+    its own mode back, exceptions included: a frozen BatchNorm inside a
+    training model stays frozen. With ``train_mode=True`` the modules keep
+    their modes, and the buffers that forward passes in train mode update
+    (batch-norm running statistics) are restored afterwards: measuring
+    leaves the model as it was either way."""
     modes = [(m, m.training) for m in model.modules()]
+    saved = {k: b.clone() for k, b in model.named_buffers()} if train_mode else {}
     if not train_mode:
         model.eval()
     try:
@@ -60,6 +64,10 @@ def model_mode(model: nn.Module, train_mode: bool = False):
     finally:
         for m, training in modes:
             m.training = training
+        buffers = dict(model.named_buffers())
+        with torch.no_grad():
+            for k, value in saved.items():
+                buffers[k].copy_(value)
 
 
 class StopPass(Exception):
@@ -159,6 +167,7 @@ def capture(model: nn.Module, inputs, layers=None, batch_size: int | None = None
         produced them (on the model's device), all batches concatenated, in
         the order the layers ran.
     """
+    from pyfastent._memory import format_bytes
     from pyfastent.nn import stream
     from pyfastent.nn.inputs import Probe
 
@@ -166,13 +175,13 @@ def capture(model: nn.Module, inputs, layers=None, batch_size: int | None = None
     probe = Probe(inputs, batch_size=batch_size, name="inputs")
     parts: "OrderedDict[str, list]" = OrderedDict()
     with model_mode(model, train_mode):
-        found = stream.learn_layers(model, probe, names, _named(layers), train_mode)
+        found = stream.learn_layers(model, probe, names, _named(layers))
         budget = stream.resolve_budget(memory_budget, found.device)
         if probe.n is not None:
             need = probe.n * sum(layer.sample_bytes for layer in found.layers)
             if need > budget:
-                raise MemoryError(f"the captured activations would take {need / 2**30:.1f} GiB, above the memory "
-                                  f"budget of {budget / 2**30:.1f} GiB; capture fewer layers (layers=) or use "
+                raise MemoryError(f"the captured activations would take {format_bytes(need)}, above the memory "
+                                  f"budget of {format_bytes(budget)}; capture fewer layers (layers=) or use "
                                   "layer_sweep, which keeps only N×N numbers per layer")
         kept = [layer.name for layer in found.layers]
         for batch in probe.batches():

@@ -6,7 +6,8 @@ One rule for every helper that runs a model (``capture``, ``layer_sweep``,
 - ``x`` is a tensor or array of N samples; a dict (or Hugging Face
   ``BatchEncoding``) of such tensors, passed to the model as keyword
   arguments; or a re-iterable of batches (a ``DataLoader``), each batch a
-  tensor, a dict, or an ``(inputs, labels)`` pair. Labels come from ``y=`` or
+  tensor, a dict, an ``(inputs, labels)`` pair, or a one-element sequence
+  of inputs (what a ``TensorDataset`` of inputs alone yields). Labels come from ``y=`` or
   from those pairs, never from inside a dict (a ``labels`` key goes to the
   model, as Hugging Face models expect).
 - Floating inputs are converted to the model's parameter dtype and device;
@@ -160,7 +161,9 @@ class Probe:
 
     def _batch(self, item, index: int) -> Batch:
         labels = None
-        if isinstance(item, (tuple, list)):
+        if isinstance(item, (tuple, list)) and len(item) == 1:  # a TensorDataset of inputs alone
+            item = item[0]
+        elif isinstance(item, (tuple, list)):
             if len(item) != 2:
                 raise ValueError(f"{self.name}: batch {index} is a sequence of {len(item)} items; a batch is a "
                                  "tensor, a dict, or an (inputs, labels) pair")

@@ -152,6 +152,7 @@ class InformationPlane:
         if not self.estimators and not self.te:
             raise ValueError("estimators is empty and transfer_entropy is not set: nothing would be measured")
         self._calls = 0
+        self._measuring = False
         self._sigma: dict = {}
         self._series = TrainingSeries(self.te.window) if self.te else None
         self._handles: list = []
@@ -200,12 +201,12 @@ class InformationPlane:
     def _attach_te_hooks(self):
         def record(name):
             def hook(module, args, output):
-                if self.model.training:
+                if self.model.training and not self._measuring:
                     self._series.add(name, output[0] if isinstance(output, (tuple, list)) else output)
             return hook
 
         def record_input(module, args):
-            if self.model.training:
+            if self.model.training and not self._measuring:
                 self._series.add(INPUT, args[0])
 
         net = distributed.unwrap(self.model)
@@ -253,9 +254,14 @@ class InformationPlane:
         return True
 
     def _measure(self, step):
-        measured = measure_layers(self.model, self.x_probe, self._y_given, self.estimators, self.layers, self._variable,
-                                  progress=self.progress, description=f"step {step}", batch_size=self.batch_size,
-                                  memory_budget=self.memory_budget, train_mode=self.train_mode)
+        self._measuring = True  # the probe passes are not training samples, even with train_mode
+        try:
+            measured = measure_layers(self.model, self.x_probe, self._y_given, self.estimators, self.layers,
+                                      self._variable, progress=self.progress, description=f"step {step}",
+                                      batch_size=self.batch_size, memory_budget=self.memory_budget,
+                                      train_mode=self.train_mode)
+        finally:
+            self._measuring = False
         return measured.rows, measured.order, measured.sigmas
 
     @staticmethod

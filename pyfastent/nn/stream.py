@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
 
-from pyfastent._memory import available_bytes
+from pyfastent._memory import available_bytes, format_bytes
 from pyfastent.nn.capture import run_hooked
 from pyfastent.nn.inputs import Batch, Probe, fingerprint, parameter_dtype_device, to_model
 
@@ -95,11 +96,10 @@ class Layers:
         return self.input_sample_bytes + 4 * max((layer.sample_bytes for layer in self.layers), default=0)
 
 
-def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple, train_mode: bool) -> Layers:
+def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple) -> Layers:
     """Run the model on the first two samples of the first batch and record
-    every selected layer's output shape and dtype, in firing order. The
-    model's buffers (batch-norm statistics) are restored afterwards in
-    train mode, so this pass leaves no trace."""
+    every selected layer's output shape and dtype, in firing order (inside
+    ``model_mode``, which restores whatever train mode changes)."""
     dtype, device = parameter_dtype_device(model)
     first = probe.first_batch()
     sample = first.take(min(2, first.size))
@@ -108,13 +108,7 @@ def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple, t
     def record(name, out):
         seen.append((name, tuple(out.shape), out.dtype))
 
-    saved = {k: b.clone() for k, b in model.named_buffers()} if train_mode else {}
-    try:
-        run_hooked(model, to_model(sample.inputs, dtype, device), names, record, required)
-    finally:
-        buffers = dict(model.named_buffers())
-        for k, value in saved.items():
-            buffers[k].copy_(value)
+    run_hooked(model, to_model(sample.inputs, dtype, device), names, record, required)
     layers, skipped = [], []
     for name, shape, out_dtype in seen:
         if not shape or shape[0] != sample.size:
@@ -137,29 +131,44 @@ class Plan:
             they fire, and their rows are never held.
         groups: the layers (names) of each pass, in firing order.
         batch_size: the batch size used for a tensor or dict probe.
-        rows_budget: bytes the held rows of one group may take.
+        rows_budget: ``f(n)``: bytes the held rows of one group may take
+            when the probe has n samples (a loader without a length is
+            counted as it goes, and its first pass trimmed by it).
         spectral_bytes: bytes the deferred spectra may hold before a solve.
     """
 
     single: bool
     groups: list
     batch_size: int | None
-    rows_budget: int
+    rows_budget: Callable[[int], int]
     spectral_bytes: int
 
 
-def plan_passes(found: Layers, probe: Probe, budget: int, reduction_bytes, fixed_bytes: int,
-                batch_size: int | None) -> Plan:
+@dataclass(frozen=True)
+class Costs:
+    """What a sweep holds besides the layers' rows, as functions of N.
+
+    Attributes:
+        reduction: ``f(layer, n)``: the peak bytes of building and measuring
+            one layer's reduction.
+        fixed: ``f(n)``: bytes held throughout (X's and Y's reductions).
+    """
+
+    reduction: Callable
+    fixed: Callable
+
+
+def plan_passes(found: Layers, probe: Probe, budget: int, costs: Costs, batch_size: int | None,
+                n: int | None = None) -> Plan:
     """Plan the passes within ``budget`` bytes.
 
     Args:
         found: the layers, from ``learn_layers``.
-        probe: the probe set (its N, if known, and its batches).
+        probe: the probe set (its batches, and N if known).
         budget: bytes for everything the sweep holds.
-        reduction_bytes: ``f(layer)``: the bytes building and measuring one
-            layer's reduction takes at its peak.
-        fixed_bytes: bytes held throughout (X's and Y's reductions).
+        costs: what besides the rows it holds.
         batch_size: the user's batch size, or ``None`` to choose one.
+        n: the number of samples, when the probe could only count them.
 
     A probe that is one batch (a tensor or dict with ``batch_size=None``)
     runs in a single pass when its forward working set fits in half the
@@ -168,31 +177,40 @@ def plan_passes(found: Layers, probe: Probe, budget: int, reduction_bytes, fixed
     largest reduction, is for held rows. A layer whose rows alone exceed it
     is a ``MemoryError`` now, before any work.
     """
-    n = probe.n
+    n = probe.n if n is None else n
     layers = found.layers
-    largest = max((reduction_bytes(layer) for layer in layers), default=0)
-    spectral = max(budget // 8, largest)
-    free = budget - fixed_bytes - spectral - largest
     per_sample = found.working_set()
-    if probe.kind != "batches" and batch_size is None and n * per_sample <= free // 2:
-        return Plan(True, [[layer.name for layer in layers]], None, 0, spectral)
-    if probe.kind != "batches" and batch_size is None:
-        batch_size = max(1, min(n, free // 10 // max(per_sample, 1)))
-    model_bytes = (batch_size or 1) * per_sample
-    rows_budget = free - model_bytes
-    if probe.kind != "batches" and batch_size >= n:
-        return Plan(True, [[layer.name for layer in layers]], None, 0, spectral)
-    if n is None:  # counted during the first pass: its group is trimmed as the rows arrive
-        return Plan(False, [[layer.name for layer in layers]], batch_size, rows_budget, spectral)
+
+    def room(count: int, batch: int) -> tuple[int, int]:
+        """(spectra, free) bytes at ``count`` samples and batches of ``batch``."""
+        largest = max((costs.reduction(layer, count) for layer in layers), default=0)
+        spectral = max(budget // 8, largest)
+        return spectral, budget - costs.fixed(count) - spectral - largest - batch * per_sample
+
+    names = [layer.name for layer in layers]
+    if probe.kind == "batches":
+        batch = probe.first_batch().size
+        if n is None:  # counted during the first pass: its group is trimmed as the rows arrive
+            return Plan(False, [names], None, lambda count: room(count, batch)[1], budget // 8)
+    elif batch_size is None:
+        spectral, free = room(n, 0)
+        if n * per_sample <= free // 2:
+            return Plan(True, [names], None, lambda count: 0, spectral)
+        batch = batch_size = max(1, min(n, free // 10 // max(per_sample, 1)))
+    else:
+        batch = batch_size
+        if batch_size >= n:
+            return Plan(True, [names], None, lambda count: 0, room(n, 0)[0])
+    spectral, rows_budget = room(n, batch)
     groups, current, held = [], [], 0
     for layer in layers:
         need = n * layer.sample_bytes
         if need > rows_budget:
             raise MemoryError(
-                f"layer {layer.name!r} alone needs {need / 2**30:.2f} GiB for its {n} rows of shape {layer.shape}, "
-                f"but the memory budget leaves {max(rows_budget, 0) / 2**30:.2f} GiB for held rows (budget "
-                f"{budget / 2**30:.2f} GiB); raise memory_budget, use fewer probe samples, or leave this layer out "
-                "(layers=)")
+                f"layer {layer.name!r} alone needs {format_bytes(need)} for its {n} rows of shape {layer.shape}, "
+                f"but the memory budget of {format_bytes(budget)} leaves {format_bytes(max(rows_budget, 0))} for "
+                "held rows (the rest is for reductions, spectra and the model's batch); raise memory_budget, use "
+                "fewer probe samples, or leave this layer out (layers=)")
         if current and held + need > rows_budget:
             groups.append(current)
             current, held = [], 0
@@ -200,7 +218,7 @@ def plan_passes(found: Layers, probe: Probe, budget: int, reduction_bytes, fixed
         held += need
     if current:
         groups.append(current)
-    return Plan(False, groups, batch_size, rows_budget, spectral)
+    return Plan(False, groups, batch_size, lambda count: rows_budget, spectral)
 
 
 @dataclass
@@ -217,16 +235,17 @@ class PassState:
 
 
 def run_pass(model: nn.Module, probe: Probe, found: Layers, group: list, state: PassState, keep: dict,
-             on_layer=None, rows_budget: int | None = None, gather_inputs: bool = False, progress=None) -> list:
+             on_layer=None, rows_budget=None, gather_inputs: bool = False, progress=None) -> list:
     """One pass over the probe batches for the layers of ``group``; returns
     the group as it ended (see ``rows_budget``).
 
     With ``on_layer`` (a single-batch probe), ``on_layer(name, output)`` is
     called from each hook with the complete rows. Otherwise each layer's
     rows are copied into ``keep[name]`` (a list of batches). With
-    ``rows_budget`` (a first pass over a loader of unknown length), layers
-    are dropped from the end of the group, with their rows, whenever the
-    rows held would exceed it; a later pass measures them. ``gather_inputs``
+    ``rows_budget`` (a first pass over a loader of unknown length:
+    ``f(samples so far)``), layers are dropped from the end of the group,
+    with their rows, whenever the rows held would exceed it; a later pass
+    measures them. ``gather_inputs``
     keeps each batch's inputs in ``state.inputs`` (the variable X of a
     streamed probe); ``progress(batches done)`` is called after each batch.
     """
@@ -253,7 +272,7 @@ def run_pass(model: nn.Module, probe: Probe, found: Layers, group: list, state: 
         run_hooked(model, found.convert(batch.inputs), found.modules, sink,
                    last=None if on_layer is not None else group[-1])
         if rows_budget is not None:
-            _trim(group, keep, rows_budget)
+            _trim(group, keep, rows_budget(state.n))
         count = index + 1
         if progress is not None:
             progress(count)
@@ -274,7 +293,7 @@ def _trim(group: list, keep: dict, rows_budget: int) -> None:
 
     while held() > rows_budget:
         if len(group) == 1:
-            raise MemoryError(f"layer {group[0]!r} alone needs more than the {rows_budget / 2**30:.2f} GiB the "
+            raise MemoryError(f"layer {group[0]!r} alone needs more than the {format_bytes(rows_budget)} the "
                               "memory budget leaves for held rows; raise memory_budget, use fewer probe samples, "
                               "or leave this layer out (layers=)")
         keep.pop(group.pop(), None)

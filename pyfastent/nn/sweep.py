@@ -22,7 +22,7 @@ from pyfastent.measures import JointEntropies
 from pyfastent.nn.capture import _named, model_mode, select_layers
 from pyfastent.nn.graph import dpi_pairs
 from pyfastent.nn.inputs import Probe
-from pyfastent.nn.stream import PassState, learn_layers, plan_passes, resolve_budget, run_pass
+from pyfastent.nn.stream import Costs, PassState, learn_layers, plan_passes, resolve_budget, run_pass
 from pyfastent._warnings import SaturationWarning, warn_once_per_call_site
 from pyfastent.nn.table import atomic_write, meta_path
 from pyfastent.ops import threads
@@ -176,16 +176,20 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
     bar = None
     with model_mode(model, train_mode), saturation_report() as saturated:
         try:  # the passes: a failure here is raised at the next collective, on every rank
-            found = learn_layers(model, probe, names, _named(layers), train_mode)
+            found = learn_layers(model, probe, names, _named(layers))
             measurer = _Measurer(estimators, variable, shared, found, probe)
             owners = measurer.assign(ranks)
             mine = [layer for layer in found.layers if owners[layer.name] == rank or any(shared)]
-            plan = plan_passes(replace(found, layers=mine), probe, resolve_budget(memory_budget, found.device),
-                               measurer.reduction_bytes, measurer.fixed_bytes(), batch_size)
+            budget = resolve_budget(memory_budget, found.device)
+            costs = Costs(measurer.reduction_bytes, measurer.fixed_bytes)
+            plan = plan_passes(replace(found, layers=mine), probe, budget, costs, batch_size)
+            if probe.kind != "batches":
+                probe.batch_size = plan.batch_size  # the batches the plan fits in the budget
             measurer.start(plan, rank, owners)
             bar = progress_bar(measurer.pairs(mine, owners, rank), description, progress, unit="layer")
             measurer.bar = bar
-            _run_passes(model, probe, found, plan, measurer, bar)
+            passes = _run_passes(model, probe, replace(found, layers=mine), plan, measurer, bar,
+                                 lambda n: plan_passes(replace(found, layers=mine), probe, budget, costs, None, n))
             local = measurer.finish()
         except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
             failure = exc
@@ -212,7 +216,7 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
     rows = [results[(i, name)][0] for i in range(len(estimators)) for name in order]
     sigmas = {name: [results[(i, name)][1] for i in range(len(estimators))] for name in order}
     return Measured(rows, order, sigmas, found.skipped, saturated if ranks == 1 else records, measurer.marginals(),
-                    float(Discrete().entropy(measurer.labels)))
+                    float(Discrete().entropy(measurer.labels)), passes, plan.batch_size)
 
 
 @dataclass
@@ -226,12 +230,16 @@ class Measured:
     saturated: list
     h_xy: list  # (H(X), H(Y)) per estimator, in its units
     label_entropy_bits: float
+    passes: int  # probe passes this rank ran
+    batch_size: int | None  # of a tensor or dict probe; None: one batch, or the loader's own
 
 
-def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar) -> None:
+def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar, replan) -> int:
     """The passes of ``plan``: X and Y are reduced as soon as they are
     complete (before the first pass, or at the end of the first for a
-    streamed probe), each layer as soon as its N rows are."""
+    streamed probe), each layer as soon as its N rows are. A first pass over
+    a loader of unknown length that could not hold every layer is followed
+    by ``replan(n)``'s passes for the rest. Returns the number of passes."""
     state = PassState()
     streamed_x = probe.kind == "batches"
     if not streamed_x and probe.labels is not None:
@@ -259,29 +267,15 @@ def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar) ->
             measurer.prepare_xy(state.inputs if streamed_x else [probe.data], labels)
             state.inputs = []
         if len(ended) < len(group):  # trimmed on a first pass of unknown length: the rest in later passes
-            rest = group[len(ended):]
             if probe.one_shot or probe.shuffles:
                 raise ValueError(_refusal(probe, 2))
-            groups = _regroup(rest + [name for g in groups for name in g], found, state.n, plan.rows_budget)
+            rest = set(group[len(ended):])
+            groups = [g for g in replan(state.n).groups for g in [[name for name in g if name in rest]] if g]
             measurer.where = f"pass {done}/{done + len(groups)}"
         for name in ended:
             if name in keep:
                 measurer.layer(name, keep.pop(name))
-    if state.passes == 0:
-        raise ValueError("no layer was measured")
-
-
-def _regroup(names: list, found, n: int, rows_budget: int) -> list:
-    """Groups of the remaining layers once N is known, as ``plan_passes`` makes them."""
-    sizes = {layer.name: n * layer.sample_bytes for layer in found.layers}
-    groups, current, held = [], [], 0
-    for name in names:
-        if current and held + sizes[name] > rows_budget:
-            groups.append(current)
-            current, held = [], 0
-        current.append(name)
-        held += sizes[name]
-    return groups + ([current] if current else [])
+    return state.passes
 
 
 def _refusal(probe: Probe, passes: int) -> str:
@@ -315,7 +309,7 @@ class _Measurer:
         """Layer -> rank, whole layers by estimated cost (identical on every rank)."""
         scheduler = distributed.Scheduler(ranks)
         x_width = self.found.input_width
-        n = self.probe.n or 1
+        n = self.probe.n or 1  # a loader of unknown length: the widths alone order the costs
         return {layer.name: scheduler.assign(sum(
             distributed.layer_cost(e, n, int(torch.Size(layer.shape).numel()), x_width) for e in self.estimators))
             for layer in self.found.layers}
@@ -324,19 +318,17 @@ class _Measurer:
         return sum(1 for layer in mine for i in range(len(self.estimators))
                    if self.shared[i] or owners[layer.name] == rank)
 
-    def reduction_bytes(self, layer) -> int:
+    def reduction_bytes(self, layer, n: int) -> int:
         """The peak of reducing and measuring one layer, estimated: the
         products (one per BLAS worker), kernels, joints and spectra, each
         N×N float64, and the features of a randomized estimate."""
-        n = self.probe.n or 1
         randomized = any(isinstance(e, Renyi) and not e.exact_for(n) for e in self.estimators)
         features = n * int(torch.Size(layer.shape).numel()) * 4 if randomized else 0
         return (4 + 2 * threads.workers()) * n * n * 8 + features
 
-    def fixed_bytes(self) -> int:
+    def fixed_bytes(self, n: int) -> int:
         """Held for the whole sweep: X's and Y's reductions, and a streamed
         probe's inputs until X is reduced."""
-        n = self.probe.n or 1
         inputs = n * self.found.input_sample_bytes if self.probe.kind == "batches" else 0
         return 3 * n * n * 8 + inputs
 
@@ -559,11 +551,13 @@ def warn_saturated(rows: list, records: list) -> None:
 def sweep_metadata(estimators: tuple, measured: "Measured") -> dict:
     """What a reader of the numbers needs: each estimator's full repr,
     units, H(X), H(Y) and conventions, the plug-in H(Y) in bits, the
-    skipped layers."""
+    skipped layers, and how the probe streamed (passes, batch size)."""
     return {
         "estimators": {e.label: {"repr": repr(e), "units": e.units, "h_x": measured.h_xy[i][0],
                                  "h_y": measured.h_xy[i][1], "note": e.note}
                        for i, e in enumerate(estimators)},
         "label_entropy_bits": measured.label_entropy_bits,
         "skipped_layers": measured.skipped,
+        "probe_passes": measured.passes,
+        "batch_size": measured.batch_size,
     }
