@@ -5,7 +5,7 @@ multivariate kernels, LogDet, plug-in discrete) and measures written once
 over all of them (MI, CMI, TC, DTC, PID, transfer entropy). Results are in
 bits unless an estimator is given another ``base``.
 """
-from pyfastent._native import backend_info, use_backend
+from pyfastent._native import use_backend
 from pyfastent._warnings import SaturationWarning
 from pyfastent.estimators import Discrete, Estimator, LogDet, Prepared, Renyi
 from pyfastent.measures import (
@@ -18,6 +18,7 @@ from pyfastent.measures import (
     transfer_entropy,
 )
 from pyfastent.estimate import Estimate
+from pyfastent.info import backend_info
 from pyfastent.ops import gram, renyi_entropy_from_gram
 from pyfastent.significance import PermutationResult, permutation_test
 from pyfastent.variable import Variable

@@ -103,18 +103,8 @@ def _reason() -> str:
 
 
 def backend_info() -> dict:
-    """Report which implementation pyfastent uses, and why.
-
-    Returns:
-        dict with keys ``backend`` (``"cuda"`` when "auto" runs some kernel,
-        else ``"torch"``), ``reason``, ``requested`` (the
-        ``PYFASTENT_BACKEND`` value), ``extension`` (bool),
-        ``extension_version``, ``cuda_runtime`` and ``cuda_driver`` (CUDA
-        version strings or ``None``), ``devices`` (names of visible GPUs),
-        ``cuda_ops`` (ops with a CUDA kernel), ``auto_kernels`` (the "auto"
-        policy: op, shape class and the results file behind each row),
-        ``torch`` and ``torch_cuda``.
-    """
+    """The CUDA side of ``pyfastent.backend_info()``: every key it documents
+    but ``eigensolver``."""
     info = {
         "backend": "cuda" if has_cuda() and AUTO_KERNELS else "torch",
         "reason": _reason(),

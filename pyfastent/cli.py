@@ -141,8 +141,16 @@ def _parser():
 def run_info(args) -> int:
     info = pyfastent.backend_info()
     policy = info.pop("auto_kernels")
+    plan = info.pop("eigensolver")
     for key, value in info.items():
         print(f"{key:18s} {value}")
+    print(f"{'eigensolver plan':18s} {plan['source']} (drivers: {', '.join(plan['drivers'])}; below "
+          f"{plan['smallest_class']}: torch)")
+    for size, entry in plan["classes"].items():
+        timings = ", ".join(f"{d} {s * 1e3:.3g} ms" for d, s in sorted(entry["median_s"].items(), key=lambda kv: kv[1]))
+        print(f"  n <= {size:<13} {entry['driver']:10s} {timings}")
+    if plan["measuring"]:
+        print(f"  {'measuring':18s} n <= {', '.join(map(str, plan['measuring']))}")
     if not policy:
         print(f"{'auto policy':18s} no kernel validated on a GPU yet: 'auto' runs every op on torch")
     else:

@@ -1,6 +1,14 @@
 import pytest
 import torch
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_plan_cache(tmp_path_factory):
+    """The eigensolver plan of the test run goes to a folder of its own, not the user's cache."""
+    import os
+
+    os.environ["PYFASTENT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 

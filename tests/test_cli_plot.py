@@ -53,7 +53,13 @@ def test_demo_writes_every_file(demo_dir):
 def test_demo_is_reproducible_with_a_seed(demo_dir, tmp_path):
     assert main(["demo", "--epochs", "2", "--out", str(tmp_path), "--no-progress"]) == 0
     first = pnn.InformationPlane.load(demo_dir / "information_plane.jsonl").rows
-    assert pnn.InformationPlane.load(tmp_path / "information_plane.jsonl").rows == first
+    again = pnn.InformationPlane.load(tmp_path / "information_plane.jsonl").rows
+    # The same numbers up to round-off: while the eigensolver plan is measured, the same matrix
+    # may go to another LAPACK driver (pyfastent.ops.eigen); drivers agree far below 1e-10 bits.
+    assert [{k: v for k, v in r.items() if k != "value"} for r in again] == [
+        {k: v for k, v in r.items() if k != "value"} for r in first]
+    for a, b in zip(again, first):
+        assert a["value"] == pytest.approx(b["value"], abs=1e-10, rel=1e-12)
 
 
 def test_plots_from_a_loaded_table(demo_dir, tmp_path):

@@ -11,7 +11,7 @@ import pyfastent as pf
 from pyfastent import _native
 
 INFO_KEYS = {"backend", "reason", "requested", "extension", "extension_version", "cuda_runtime",
-             "cuda_driver", "devices", "cuda_ops", "auto_kernels", "torch", "torch_cuda"}
+             "cuda_driver", "devices", "cuda_ops", "auto_kernels", "torch", "torch_cuda", "eigensolver"}
 
 
 def run_python(code, **env):

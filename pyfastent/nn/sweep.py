@@ -25,7 +25,7 @@ from pyfastent.nn.inputs import Probe
 from pyfastent.nn.stream import Costs, PassState, learn_layers, plan_passes, resolve_budget, run_pass
 from pyfastent._warnings import SaturationWarning, warn_once_per_call_site
 from pyfastent.nn.table import atomic_write, meta_path
-from pyfastent.ops import threads
+from pyfastent.ops import eigen, threads
 from pyfastent.ops.deferred import SpectralBatch
 from pyfastent.ops import reduction as reductions
 from pyfastent.ops.reduction import Needs
@@ -175,6 +175,8 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
     failure = None
     bar = None
     with model_mode(model, train_mode), saturation_report() as saturated:
+        if ranks > 1:
+            eigen.share_plan()  # rank 0's drivers on every rank: one process's numbers
         try:  # the passes: a failure here is raised at the next collective, on every rank
             found = learn_layers(model, probe, names, _named(layers))
             measurer = _Measurer(estimators, variable, shared, found, probe)

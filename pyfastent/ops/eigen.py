@@ -1,31 +1,93 @@
-"""Eigenvalues of symmetric matrices: the one place that solves them.
+"""Eigenvalues of symmetric matrices: the one place that solves them, with
+the driver measured fastest on this machine (DESIGN.md, "Eigenvalues").
 
-Estimators never pick a driver or a thread count; they hand deferred
-spectra to ``SpectralBatch``, which calls ``symmetric_eigenvalues`` here.
+Which LAPACK is fastest depends on the CPU: on this project's AMD EPYC
+machines torch's ``eigvalsh`` (MKL) took 1.7x as long per N = 1024 matrix
+as NumPy's (OpenBLAS) run side by side, while elsewhere MKL was within 31%
+of the best. So the choice is a measured *plan*, kept per machine, library
+versions and thread count, as FFTW keeps its plans:
+
+- Drivers (eigenvalues only, float64): ``"torch"`` (``torch.linalg.eigvalsh``,
+  torch's own threads; equal sizes in one batched call), ``"numpy"``
+  (``numpy.linalg.eigvalsh``), ``"scipy-evd"`` and ``"scipy-evr"``
+  (``scipy.linalg.eigh(eigvals_only=True)``, when SciPy is installed).
+  NumPy and SciPy run side by side on ``pyfastent.ops.threads.workers()``
+  threads with one BLAS thread each, never a multi-threaded OpenBLAS: its
+  workers spin after a call and slowed the torch work that followed 7.7x
+  (measured here). NumPy's wrappers release the GIL, so its calls do run
+  in parallel; SciPy's hold it, so side by side they run one at a time.
+- The plan has an entry per size class (the next power of two) for
+  matrices of 64 rows or more; smaller ones always go to torch. An undecided class is measured
+  on the real work: the matrices of each batch are dealt in chunks to the
+  drivers in turn, each chunk timed (per matrix, scaled to the class
+  size). A driver wins once every driver has three chunks and its median
+  is 10% below every other's, or after six chunks each by the best median;
+  until then every chunk is useful work.
+- The plan is kept in ``eigen-plan.json`` in the user's cache directory
+  (``PYFASTENT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pyfastent``, else
+  ``~/.cache/pyfastent``), written atomically, and used only by a process
+  with the same CPU (vendor, family, model, stepping, flags), library
+  versions and thread count; a corrupt, stale or foreign file is measured
+  again, never an error. An unwritable directory keeps the plan in memory.
+- ``PYFASTENT_EIGENSOLVER=torch|numpy|scipy-evd|scipy-evr`` forces a driver.
+- Under ``torch.distributed``, ``share_plan()`` gives every rank rank 0's
+  decided classes and stops exploring, so all ranks use the same drivers.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import math
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from pyfastent._memory import ensure_square_fits
+from pyfastent.ops import threads
+
+DRIVERS = ("torch", "numpy", "scipy-evd", "scipy-evr")
+SMALLEST_CLASS = 64  # smaller matrices, whose solves thread and call overheads dominate, go to torch
+_ENV = "PYFASTENT_EIGENSOLVER"
+_FILE = "eigen-plan.json"
+_VERSION = 1
 
 
 def symmetric_eigenvalues(matrices: list) -> list:
     """Eigenvalues (ascending, float64) of each symmetric matrix [n_i, n_i]:
     a list of float64 [n_i] tensors on the matrices' devices. Only the
-    lower triangle is read; no eigenvectors are computed.
+    lower triangle is read; no eigenvectors are computed. CPU matrices go
+    to the plan's driver for their size class (see the module docstring);
+    CUDA ones to torch.
 
     Spectra are always computed in float64, whatever the matrices' dtype:
     a float32 eigensolver was measured to lose 3e-4 bits at α = 0.5 and
     2e-5 bits at α = 1.01 (N = 2048), above the 1e-4-bit target, while a
     float32 Gram matrix with a float64 spectrum stays within 4e-6 bits.
     """
-    out = []
-    for m in matrices:
-        # A float64 copy (unless m is float64), the solver's own copy and its work space.
-        copies = 1.25 if m.dtype == torch.float64 else 2.25
+    out: list = [None] * len(matrices)
+    classes: dict = {}
+    for i, m in enumerate(matrices):
+        size = size_class(m.shape[-1])
+        on_plan = m.device.type == "cpu" and m.shape[-1] >= SMALLEST_CLASS
+        # A float64 copy (unless m is float64), the solver's own copy and its work space, for
+        # every matrix solved at once (side by side, unless the class is torch's).
+        at_once = threads.workers() if on_plan and PLAN.driver_for(size) != "torch" else 1
+        copies = (1.25 if m.dtype == torch.float64 else 2.25) * at_once
         ensure_square_fits(m.shape[-1], torch.float64, m.device, copies, "the eigenvalues of the Gram matrix")
-        out.append(torch.linalg.eigvalsh(m.to(torch.float64)))
+        if on_plan:
+            classes.setdefault(size, []).append(i)
+        else:
+            out[i] = _torch([m])[0]
+    for size, indices in classes.items():
+        for i, values in zip(indices, PLAN.solve(size, [matrices[i] for i in indices])):
+            out[i] = values
     return out
 
 
@@ -36,3 +98,279 @@ def eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
         return symmetric_eigenvalues([matrix])[0]
     flat = matrix.reshape(-1, *matrix.shape[-2:])
     return torch.stack(symmetric_eigenvalues(list(flat))).reshape(matrix.shape[:-1])
+
+
+def size_class(n: int) -> int:
+    """The power of two at or above n: matrices of one class cost alike."""
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+# ---- drivers -------------------------------------------------------------------
+
+
+def _float64_numpy(m: torch.Tensor) -> np.ndarray:
+    """A float64 NumPy view of m (no copy for a contiguous float64 CPU tensor)."""
+    return m.detach().to(torch.float64).contiguous().numpy()
+
+
+def _torch(matrices: list) -> list:
+    if len(matrices) > 1 and len({tuple(m.shape) for m in matrices}) == 1:
+        return list(torch.linalg.eigvalsh(torch.stack([m.to(torch.float64) for m in matrices])))
+    return [torch.linalg.eigvalsh(m.to(torch.float64)) for m in matrices]
+
+
+def _numpy_one(m: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.linalg.eigvalsh(_float64_numpy(m), UPLO="L"))
+
+
+def _scipy_one(driver: str):
+    def solve(m: torch.Tensor) -> torch.Tensor:
+        import scipy.linalg
+
+        values = scipy.linalg.eigh(_float64_numpy(m), eigvals_only=True, driver=driver, lower=True,
+                                   check_finite=False)
+        return torch.from_numpy(values)
+
+    return solve
+
+
+def _side_by_side(solve_one):
+    def solve(matrices: list) -> list:
+        if len(matrices) == 1:
+            with threads.side_by_side(1):  # one BLAS thread: no pool left spinning
+                return [solve_one(matrices[0])]
+        with threads.side_by_side() as pool:
+            return list(pool.map(solve_one, matrices))
+
+    return solve
+
+
+def available_drivers() -> tuple:
+    """The drivers this process can use (SciPy's only when it is installed)."""
+    try:
+        import scipy.linalg  # noqa: F401
+
+        return DRIVERS
+    except ImportError:
+        return ("torch", "numpy")
+
+
+_SOLVERS = {"torch": _torch, "numpy": _side_by_side(_numpy_one), "scipy-evd": _side_by_side(_scipy_one("evd")),
+            "scipy-evr": _side_by_side(_scipy_one("evr"))}
+
+
+# ---- the plan --------------------------------------------------------------------
+
+
+def machine_key() -> dict:
+    """What a plan is valid for: the CPU as /proc/cpuinfo names it (vendor,
+    family, model, stepping, a hash of its flags: under KVM the model name
+    alone is just "AMD EPYC"), the library versions and torch's threads."""
+    cpu = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("vendor_id", "cpu family", "model", "model name", "stepping", "flags") and key not in cpu:
+                cpu[key] = value.strip()
+            if not line.strip() and cpu:
+                break
+    except OSError:
+        import platform
+
+        cpu = {"processor": platform.processor() or platform.machine()}
+    if "flags" in cpu:
+        cpu["flags"] = hashlib.sha1(cpu["flags"].encode()).hexdigest()[:16]
+    versions = {"torch": torch.__version__, "numpy": np.__version__}
+    try:
+        import scipy
+
+        versions["scipy"] = scipy.__version__
+    except ImportError:
+        versions["scipy"] = None
+    return {"cpu": cpu, "libraries": versions, "threads": threads.workers()}
+
+
+def cache_dir() -> Path:
+    """Where plans are kept: ``PYFASTENT_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/pyfastent``, else ``~/.cache/pyfastent``."""
+    if os.environ.get("PYFASTENT_CACHE_DIR"):
+        return Path(os.environ["PYFASTENT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pyfastent"
+
+
+class EigenPlan:
+    """Driver per size class, measured on the work it solves (see the
+    module docstring). One instance per process: ``PLAN``."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._key = None
+        self.decided: dict = {}  # size class -> driver
+        self.samples: dict = {}  # size class -> driver -> [seconds per matrix, scaled to the class]
+        self.source = "measured in this process"
+        self.exploring = True
+        self._turn: dict = {}  # size class -> index of the next driver to try
+
+    # -- lifecycle --
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        self._key = machine_key()
+        path = cache_dir() / _FILE
+        try:
+            data = json.loads(path.read_text())
+            if data.get("version") != _VERSION or data.get("key") != self._key:
+                self.source = f"measured in this process ({path} is for another machine or library versions)"
+                return
+            drivers = available_drivers()
+            self.decided = {int(k): v for k, v in data["decided"].items() if v in drivers}
+            self.samples = {int(k): {d: [float(t) for t in ts] for d, ts in v.items() if d in drivers}
+                            for k, v in data.get("samples", {}).items()}
+            self.source = f"loaded from {path}"
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.source = f"measured in this process ({path} could not be read)"
+
+    def _save(self) -> None:
+        """Write the plan atomically; an unwritable cache keeps it in memory."""
+        folder = cache_dir()
+        data = {"version": _VERSION, "key": self._key, "decided": {str(k): v for k, v in self.decided.items()},
+                "samples": {str(k): v for k, v in self.samples.items()}}
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".eigen-plan-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1)
+            os.replace(tmp, folder / _FILE)
+        except OSError:
+            with contextlib.suppress(OSError, UnboundLocalError):
+                os.unlink(tmp)
+
+    def reset(self) -> None:
+        """Forget everything and read the cache file again on next use."""
+        with self._lock:
+            self.__init__()
+
+    # -- choosing --
+
+    def driver_for(self, size: int) -> str | None:
+        """The decided (or forced) driver of a size class, or ``None`` while it is being measured."""
+        forced = forced_driver()
+        if forced is not None:
+            return forced
+        with self._lock:
+            self._load()
+            if size in self.decided:
+                return self.decided[size]
+            return None if self.exploring else "torch"
+
+    def solve(self, size: int, matrices: list) -> list:
+        """Eigenvalues of same-class CPU matrices: by the class's driver, or,
+        while it is measured, in chunks dealt to the drivers in turn."""
+        driver = self.driver_for(size)
+        if driver is not None:
+            return _SOLVERS[driver](matrices)
+        out = []
+        chunk = threads.workers()
+        for start in range(0, len(matrices), chunk):
+            part = matrices[start:start + chunk]
+            driver = self.driver_for(size)  # decided by an earlier chunk?
+            if driver is not None:
+                out += _SOLVERS[driver](part)
+                continue
+            driver = self._next(size)
+            began = time.perf_counter()
+            out += _SOLVERS[driver](part)
+            seconds = time.perf_counter() - began
+            scale = sum((m.shape[-1] / size) ** 3 for m in part)
+            self._record(size, driver, seconds / scale)
+        return out
+
+    def _next(self, size: int) -> str:
+        with self._lock:
+            drivers = available_drivers()
+            turn = self._turn.get(size, 0)
+            self._turn[size] = turn + 1
+            counts = {d: len(self.samples.get(size, {}).get(d, [])) for d in drivers}
+            fewest = min(counts.values())
+            behind = [d for d in drivers if counts[d] == fewest]
+            return behind[turn % len(behind)]
+
+    def _record(self, size: int, driver: str, seconds: float) -> None:
+        with self._lock:
+            self._load()
+            self.samples.setdefault(size, {}).setdefault(driver, []).append(seconds)
+            winner = _winner(self.samples[size], available_drivers())
+            if winner is not None:
+                self.decided[size] = winner
+            self._save()
+
+    def describe(self) -> dict:
+        """The plan for ``pyfastent info``: where it comes from, the driver
+        per size class, and the median seconds per matrix behind each choice."""
+        forced = forced_driver()
+        with self._lock:
+            self._load()
+            classes = {str(k): {"driver": v, "median_s": {d: statistics.median(ts) for d, ts in
+                                                            self.samples.get(k, {}).items()}}
+                       for k, v in sorted(self.decided.items())}
+            measuring = sorted(k for k in self.samples if k not in self.decided)
+        source = f"forced by {_ENV}={forced}" if forced else self.source
+        return {"source": source, "classes": classes, "measuring": measuring,
+                "drivers": list(available_drivers()), "smallest_class": SMALLEST_CLASS,
+                "file": str(cache_dir() / _FILE)}
+
+    # -- torch.distributed --
+
+    def adopt(self, decided: dict) -> None:
+        """Use another process's decided classes (rank 0's) and stop
+        measuring: classes it has not decided go to torch."""
+        with self._lock:
+            self._load()
+            self.decided = {int(k): v for k, v in decided.items() if v in available_drivers()}
+            self.exploring = False
+            self.source = "rank 0's plan"
+
+
+def _winner(samples: dict, drivers: tuple) -> str | None:
+    """The driver with the clearly lowest median, or ``None`` while unclear."""
+    counts = [len(samples.get(d, [])) for d in drivers]
+    if min(counts) < 3:
+        return None
+    medians = {d: statistics.median(samples[d]) for d in drivers}
+    best = min(medians, key=medians.get)
+    if min(counts) >= 6 or all(medians[best] < 0.9 * m for d, m in medians.items() if d != best):
+        return best
+    return None
+
+
+def forced_driver() -> str | None:
+    """``PYFASTENT_EIGENSOLVER``, checked: a driver name, or ``None``."""
+    value = os.environ.get(_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in DRIVERS:
+        raise ValueError(f"{_ENV} must be one of {DRIVERS}, got {value!r}")
+    if value not in available_drivers():
+        raise ValueError(f"{_ENV}={value} needs SciPy, which is not installed: pip install scipy")
+    return value
+
+
+PLAN = EigenPlan()
+
+
+def share_plan() -> None:
+    """Under ``torch.distributed``: every rank takes rank 0's plan (different
+    drivers round differently) and stops measuring. No-op without a process group."""
+    from pyfastent import _ranks
+
+    if not _ranks.active():
+        return
+    decided = _ranks.from_root(lambda: PLAN.describe()["classes"], "sharing the eigensolver plan")
+    PLAN.adopt({k: v["driver"] for k, v in decided.items()})

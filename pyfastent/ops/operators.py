@@ -6,8 +6,12 @@ width-scaled features).
 """
 from __future__ import annotations
 
-import torch
+import math
 
+import torch
+import torch.distributed as dist
+
+from pyfastent import _ranks
 from pyfastent.ops._torch_gram import distance_rows
 
 # Rows of one tile: about 64 MiB of float32 per tile, at least 16 rows.
@@ -128,3 +132,44 @@ class DenseOperator:
         from pyfastent.ops._torch_spectrum import squared_norm64
 
         return float(squared_norm64(self.matrix))
+
+
+class RowShardedKernel:
+    """A ``JointKernel`` whose rows are split across the ranks: each rank
+    computes the tiles of its own rows of every product A·V and the row
+    blocks are gathered, so each rank does 1/P of the work and keeps at
+    most 1/P of the tiles. The features are on every rank (N×D); only the
+    N×N kernel is split. Every rank must call every method, in the same
+    order: they are collectives.
+    """
+
+    def __init__(self, kernel, keep_bytes: int = 0):
+        rank, ranks = _ranks.world()
+        self.kernel = kernel.keeping(keep_bytes)
+        self.size, self.dtype, self.device = kernel.size, kernel.dtype, kernel.device
+        step = kernel.tile_rows()
+        tiles = math.ceil(self.size / step)
+        per_rank = math.ceil(tiles / ranks)  # whole tiles: the same tiles as one process computes
+        self.bounds = [(min(r * per_rank * step, self.size), min((r + 1) * per_rank * step, self.size))
+                       for r in range(ranks)]
+        self.rows = self.bounds[rank]
+
+    def matmul(self, v: torch.Tensor) -> torch.Tensor:
+        """A @ v [n, s]: this rank's rows, then every rank's, gathered."""
+        start, stop = self.rows
+        longest = max(b - a for a, b in self.bounds)
+        mine = v.new_zeros(longest, v.shape[1])
+        mine[: stop - start] = self.kernel.rows_matmul(v, start, stop)
+        parts = [torch.empty_like(mine) for _ in self.bounds]
+        _ranks.collective(lambda: dist.all_gather(parts, mine), "multiplying by a row-split kernel")
+        return torch.cat([part[: b - a] for part, (a, b) in zip(parts, self.bounds)])
+
+    def trace(self) -> float:
+        return self.kernel.trace()
+
+    def squared_frobenius(self) -> float:
+        """Σ A_ij² in float64: each rank's rows, summed across ranks."""
+        total = torch.tensor([self.kernel.rows_squared_frobenius(*self.rows)], dtype=torch.float64,
+                             device=self.device)
+        _ranks.collective(lambda: dist.all_reduce(total), "summing a row-split kernel's squares")
+        return float(total)

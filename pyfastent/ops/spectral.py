@@ -276,9 +276,9 @@ def defer_exact_renyi_nats(joint: torch.Tensor, alpha: float, groups: list | Non
 
 def _split(config: LanczosConfig) -> bool:
     """Whether kernels are split by rows across the ranks of a process group."""
-    from pyfastent import distributed
+    from pyfastent import _ranks
 
-    return config.distributed and distributed.active()
+    return config.distributed and _ranks.active()
 
 
 def _operator(block, config: LanczosConfig):
@@ -286,12 +286,12 @@ def _operator(block, config: LanczosConfig):
     ranks (``config.distributed``), stored when three copies fit in the
     free memory (products are then matrix multiplications), or tile by tile
     keeping what fits in half of it and recomputing the rest at every product."""
-    from pyfastent import distributed
     from pyfastent._memory import available_bytes
+    from pyfastent.ops.operators import RowShardedKernel
 
     free = available_bytes(block.device)
     if _split(config):
-        return distributed.RowShardedKernel(block, free // 2)
+        return RowShardedKernel(block, free // 2)
     if 3 * block.size**2 * torch.empty((), dtype=block.dtype).element_size() <= free:
         return DenseOperator(block.dense())
     return block.keeping(free // 2)
@@ -302,13 +302,13 @@ def randomized_renyi_nats(kernel, alpha: float, groups: list | None, config: Lan
     deflated stochastic Lanczos quadrature per class block, α = 2 exactly
     from tile sums. Returns an ``Estimate`` (its deviations probe by probe),
     or a float when every block was small enough to be exact."""
-    from pyfastent import distributed
     from pyfastent.estimate import Estimate
+    from pyfastent.ops.operators import RowShardedKernel
 
     blocks = [kernel] if groups is None else [kernel.restrict(g) for g in groups]
     if alpha == 2.0:  # sums of squares, tile by tile (each rank its rows, when split)
         split = _split(config)
-        return -math.log(sum((distributed.RowShardedKernel(b) if split else b).squared_frobenius() for b in blocks))
+        return -math.log(sum((RowShardedKernel(b) if split else b).squared_frobenius() for b in blocks))
     fn = TraceFunction(alpha)
     generator = torch.Generator().manual_seed(config.seed)
     total, deviations = 0.0, torch.zeros(config.probes, dtype=torch.float64)
