@@ -58,17 +58,24 @@ def environment() -> dict:
                                 cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = None
+    from pyfastent.ops import eigen
+
+    cpu = eigen.machine_key()["cpu"]
+    cpu_name = (f"{cpu.get('model name', platform.processor() or platform.machine())} (vendor {cpu.get('vendor_id')}, "
+                f"family {cpu.get('cpu family')}, model {cpu.get('model')}, stepping {cpu.get('stepping')})")
     if torch.cuda.is_available():
-        device = f"GPU: {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+        device = f"GPU: {torch.cuda.get_device_name()} (CUDA {torch.version.cuda}); CPU: {cpu_name}"
     else:
-        device = f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+        device = f"CPU: {cpu_name}, {torch.get_num_threads()} torch threads"
     return {
         "device": device,
+        "cpu": cpu,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "pyfastent": pyfastent.__version__,
         "backend": pyfastent.backend_info()["backend"],
+        "eigensolver": pyfastent.backend_info()["eigensolver"],
         "commit": commit,
         "date": time.strftime("%Y-%m-%d"),
     }

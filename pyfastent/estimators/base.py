@@ -190,18 +190,20 @@ class Estimator(abc.ABC):
         if len(prepared) == 1 and "entropy" in prepared[0]._memo:
             return Pending.done(prepared[0]._memo["entropy"])
         payloads = [p.payload for p in prepared]
-        return self._defer_joint_nats(payloads, batch).then(lambda nats: self._finish(nats, prepared, payloads))
+        # What finishing needs, taken now: a pending value must not keep the payloads (N×N
+        # matrices) alive while its batch waits, e.g. through 200 permutations of a test.
+        names, n = tuple(p.name for p in prepared), prepared[0].n
+        memo = prepared[0]._memo if len(prepared) == 1 else None
+        advice = self._saturation_advice(payloads)
+        return self._defer_joint_nats(payloads, batch).then(lambda nats: self._finish(nats, names, n, memo, advice))
 
-    def _finish(self, nats, prepared: list, payloads: list):
+    def _finish(self, nats, names: tuple, n: int, memo: dict | None, advice: str | None):
         nats = nats if isinstance(nats, Estimate) else float(nats)
-        n = prepared[0].n
-        if nats >= math.log(SATURATION * n):
-            advice = self._saturation_advice(payloads)
-            if advice:
-                _report_saturation(self, prepared, nats, advice)
+        if advice and nats >= math.log(SATURATION * n):
+            _report_saturation(self, names, n, nats, advice)
         value = scale(nats, 1.0 / self._ln_base)
-        if len(prepared) == 1:
-            prepared[0]._memo["entropy"] = value
+        if memo is not None:
+            memo["entropy"] = value
         return value
 
     def _defer_joint_nats(self, payloads: list, batch: SpectralBatch) -> Pending:
@@ -281,15 +283,13 @@ def saturation_report():
         _saturation_sink.reset(token)
 
 
-def _report_saturation(est: Estimator, prepared: list, nats: float, advice: str) -> None:
-    n = prepared[0].n
+def _report_saturation(est: Estimator, variables: tuple, n: int, nats: float, advice: str) -> None:
     records = _saturation_sink.get()
     if records is not None:
-        records.append({"estimator": est.label, "variables": tuple(p.name for p in prepared), "units": est.units,
+        records.append({"estimator": est.label, "variables": variables, "units": est.units,
                         "value": nats / est._ln_base, "ceiling": math.log(n) / est._ln_base, "advice": advice})
         return
-    names = ", ".join(p.name for p in prepared[:6]) + (
-        f", … ({len(prepared)} variables)" if len(prepared) > 6 else "")
+    names = ", ".join(variables[:6]) + (f", … ({len(variables)} variables)" if len(variables) > 6 else "")
     warn_once_per_call_site(
         f"the {est.label} entropy of ({names}) is {nats / est._ln_base:.4g} {est.units}, at its "
         f"ceiling log N = {math.log(n) / est._ln_base:.4g} (N = {n}; effective number of states "

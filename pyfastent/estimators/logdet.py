@@ -12,6 +12,7 @@ import torch
 from pyfastent import _checks
 from pyfastent._memory import ensure_square_fits
 from pyfastent.estimators.base import Estimator, _base_suffix
+from pyfastent.ops._torch_gram import permuted
 from pyfastent.ops.logdet import MODES, spd_logdet
 from pyfastent.ops.reduction import Needs
 
@@ -175,7 +176,7 @@ class LogDet(Estimator):
     def _permute(self, payload, index):
         # Zᵀ·Z does not change when the samples are reordered; products with other variables do.
         index = index.to((payload.gram if payload.gram is not None else payload.covariance).device)
-        gram = payload.gram.index_select(0, index).index_select(1, index) if payload.gram is not None else None
+        gram = permuted(payload.gram, index) if payload.gram is not None else None
         columns = payload.columns.index_select(0, index) if payload.columns is not None else None
         return LogDetPayload(payload.n, payload.width, gram, payload.covariance, {}, columns)
 

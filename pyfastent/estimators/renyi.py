@@ -18,6 +18,7 @@ import torch
 from pyfastent import _checks, ops
 from pyfastent.estimators.base import Estimator, _base_suffix
 from pyfastent.ops import spectral
+from pyfastent.ops._torch_gram import permuted
 from pyfastent.ops.deferred import Pending
 from pyfastent.ops.gram import kernel_matrix, kernel_needs
 from pyfastent.ops.kernels import _hadamard_normalized
@@ -199,9 +200,7 @@ class Renyi(Estimator):
         def take(t):
             return None if t is None else t.index_select(0, index.to(t.device))
 
-        matrix = payload.matrix
-        if matrix is not None:
-            matrix = take(matrix).index_select(1, index.to(matrix.device))
+        matrix = None if payload.matrix is None else permuted(payload.matrix, index)
         return replace(payload, matrix=matrix, features=take(payload.features), codes=take(payload.codes))
 
     def _defer_joint_nats(self, payloads, batch):

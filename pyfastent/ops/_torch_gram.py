@@ -91,13 +91,30 @@ def positive_trace(trace: float) -> float:
 def hadamard(mats: list[torch.Tensor]) -> torch.Tensor:
     """A_1 ∘ … ∘ A_k / tr(A_1 ∘ … ∘ A_k): k × [N, N] -> [N, N], trace 1.
 
-    Each factor is first scaled to a mean diagonal entry of 1 (a normalized
-    Gram matrix, diagonal 1/N, then has unit diagonal and entries in
-    [−1, 1]), so the running product never underflows, whatever k: 17
-    factors of 1/N underflow float32 at N = 449. One division at the end.
+    From the fourth factor on, each is first scaled to a mean diagonal
+    entry of 1 (a normalized Gram matrix, diagonal 1/N, then has unit
+    diagonal and entries in [−1, 1]), so the running product never
+    underflows, whatever k: 17 factors of 1/N underflow float32 at N = 449,
+    while three are at least N⁻³ (1e-18 at N = 10⁶). One division at the end.
     """
-    out = None
-    for m in mats:  # one N×N matrix: the factors are applied in place
-        scale = m.shape[0] / positive_trace(float(m.diagonal().sum()))
-        out = m * scale if out is None else out.mul_(m).mul_(scale)
-    return out.div_(positive_trace(float(out.diagonal().sum())))
+    if len(mats) <= 3:  # their product, unscaled
+        out = torch.mul(mats[0], mats[1])
+        for m in mats[2:]:
+            out.mul_(m)
+    else:
+        out = None
+        for m in mats:  # one N×N matrix: the factors are applied in place
+            factor = m.shape[0] / positive_trace(float(m.diagonal().sum()))
+            out = m * factor if out is None else out.mul_(m).mul_(factor)
+    return out.div_(positive_trace(float(out.diagonal().sum(dtype=torch.float64))))
+
+
+def permuted(m: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """m[index][:, index] of a square [N, N] matrix: one gather of rows and
+    one of columns (on the CPU by NumPy's ``take``, four times faster than
+    torch's column gather of float64 at N = 512)."""
+    if m.device.type == "cpu" and not m.requires_grad:
+        a, i = m.numpy(), index.cpu().numpy()
+        return torch.from_numpy(a.take(i, axis=0).take(i, axis=1))
+    index = index.to(m.device)
+    return m.index_select(0, index).index_select(1, index)
