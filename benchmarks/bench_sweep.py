@@ -1,27 +1,46 @@
-"""Layer-sweep and tracker cost.
+"""Layer-sweep and tracker cost, side by side with an older commit.
 
-On the CPU (default):
-1. One full layer sweep (every leaf layer, Rényi and LogDet) of VGG-16 with
-   batch norm at width 1/4 on 512 CIFAR-sized probe samples, and what
-   copying each layer's output in the hooks (so later in-place ops cannot
-   change it) costs of that.
-2. The overhead ``InformationPlane.step`` (both estimators and layer transfer
-   entropy, as in ``pyfastent demo``) adds to one training epoch of the demo.
+On the CPU (default), each run in a process of its own (``_sweep_child.py``)
+so that its peak resident memory (``ru_maxrss``) is its own:
 
-With ``--device cuda`` (issue 8 part B): the same sweep of VGG-16-BN at
-width 1 on 1000 probe samples on the GPU, once with the CUDA kernels
-(``use_backend("cuda")``) and once with the torch path, same numbers within
-1e-4 bits, and the time ratio.
+1. ``layer_sweep`` with the default estimators (Rényi and LogDet) of a
+   ResNet-18 (``pyfastent.models.resnet18``) on class-structured random
+   images: the 32×32 variant (59 layers) at N = 1000 and 2000, the 224×224
+   one (60 layers) at N = 1000; and of VGG-16-BN at width 1/4 (47 layers)
+   on 512 samples. Wall time and peak memory.
+2. One ``InformationPlane.step()`` on the 32×32 ResNet-18 with 500 probe
+   samples (default estimators, no transfer entropy) against one training
+   epoch over 1500 samples (``pyfastent.nn.train.train_classifier``'s
+   defaults: Adam, batches of 32), each timed twice, the faster kept.
+3. The same with the older commit (``--baseline``, default 66ed91d: the
+   main branch before the per-layer reduction and streamed passes) from a
+   git worktree, for the runs it survives (at N = 2000 and at 224×224 it ran
+   out of memory on this machine kind), and the largest differences of the
+   values: Rényi in bits, LogDet relative.
+4. The demo's tracker step against its training epoch, in this process.
 
 Correctness first: the sweep's values for a few layers must equal direct
-estimator calls on captured activations. Writes JSON and Markdown to
-``benchmarks/results/`` (or ``--out``). Usage:
-``python benchmarks/bench_sweep.py [--device cuda] [--out DIR]``.
+estimator calls on captured activations. Every child uses one fresh
+eigensolver plan (``PYFASTENT_CACHE_DIR``), measured by the first runs.
+
+With ``--device cuda`` (the GPU issue): VGG-16-BN at width 1 on 1000 probe
+samples on the GPU, once with the CUDA kernels (``use_backend("cuda")``)
+and once with the torch path, same numbers within 1e-4 bits, and the time
+ratio.
+
+Writes JSON and Markdown to ``benchmarks/results/`` (or ``--out``). Usage:
+``python benchmarks/bench_sweep.py [--device cuda] [--out DIR] [--baseline REV]``.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -29,6 +48,12 @@ import pyfastent as pf
 from pyfastent import data, models
 from pyfastent.nn import InformationPlane, LayerTE, capture, default_estimators, layer_sweep
 from _record import RESULTS, environment, median_seconds, write
+
+HERE = Path(__file__).resolve().parent
+# (job, model, N, also with the baseline)
+RUNS = [("sweep", "resnet18-cifar", 1000, True), ("sweep", "resnet18-cifar", 2000, False),
+        ("sweep", "resnet18-imagenet", 1000, False), ("sweep", "vgg16-quarter", 512, True),
+        ("tracker", "resnet18-cifar", 500, True)]
 
 
 def vgg_probe(n: int, width: float = 0.25, seed: int = 0, device: str = "cpu"):
@@ -38,14 +63,6 @@ def vgg_probe(n: int, width: float = 0.25, seed: int = 0, device: str = "cpu"):
     x = torch.rand(n, 3, 32, 32, generator=g).to(device)
     y = torch.randint(0, 10, (n,), generator=g).to(device)
     return net, x, y
-
-
-def copy_cost(net, x, repeats: int) -> dict:
-    """Seconds to copy every captured layer output once: what recording the
-    layers as they were produced adds to a sweep."""
-    acts = capture(net, x)
-    return {"copy_s": median_seconds(lambda: [a.clone() for a in acts.values()], repeats),
-            "bytes": sum(a.numel() * a.element_size() for a in acts.values())}
 
 
 def check_sweep(net, x, y, estimators):
@@ -133,48 +150,113 @@ def gpu_sweep(args):
     print("wrote", write(f"bench_sweep_gpu_{gpu_environment_name()}", record, table, args.out))
 
 
+def child(tree: Path, job: str, model: str, n: int, cache: str) -> dict:
+    """One run in its own process; its JSON, or ``{"failed": reason}``."""
+    env = {**os.environ, "PYFASTENT_CACHE_DIR": cache}
+    done = subprocess.run([sys.executable, str(HERE / "_sweep_child.py"), "--tree", str(tree), "--job", job,
+                           "--model", model, "--n", str(n)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return {"failed": (done.stderr.strip().splitlines() or ["killed"])[-1][:300]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def worktree(rev: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="pyfastent-baseline-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(folder), rev], cwd=HERE, check=True,
+                   capture_output=True)
+    return folder
+
+
+def compare(new_rows: list, old_rows: list) -> dict:
+    """Largest differences: Rényi in bits, LogDet relative (to at least 1 bit)."""
+    worst = {"renyi_bits": 0.0, "logdet_relative": 0.0}
+    for a, b in zip(new_rows, old_rows):
+        assert (a["layer"], a["estimator"]) == (b["layer"], b["estimator"]), (a["layer"], b["layer"])
+        for q in ("h_t", "i_xt", "i_ty"):
+            if a["estimator"].startswith("renyi"):
+                worst["renyi_bits"] = max(worst["renyi_bits"], abs(a[q] - b[q]))
+            else:
+                worst["logdet_relative"] = max(worst["logdet_relative"], abs(a[q] - b[q]) / max(abs(b[q]), 1.0))
+    return worst
+
+
+def cpu(args):
+    net, x, y = vgg_probe(128)
+    _, checked = check_sweep(net, x, y, default_estimators(x))
+    cache = tempfile.mkdtemp(prefix="pyfastent-plan-")
+    baseline = worktree(args.baseline)
+    results = []
+    try:
+        for job, model, n, compared in RUNS:
+            row = {"job": job, "model": model, "n": n, "new": child(HERE.parent, job, model, n, cache)}
+            if compared:
+                row["baseline"] = child(baseline, job, model, n, cache)
+            new, old = row["new"], row.get("baseline")
+            if job == "sweep" and old and "rows" in old and "rows" in new:
+                row["speedup"] = old["seconds"] / new["seconds"]
+                row["max_difference"] = compare(new["rows"], old["rows"])
+            print(json.dumps({k: v for k, v in row.items() if k not in ("new", "baseline")}),
+                  {side: {k: v for k, v in r.items() if k != "rows"} for side, r in
+                   (("new", new), ("baseline", old)) if r}, flush=True)
+            results.append(row)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=HERE, capture_output=True)
+    overhead = tracker_overhead(args.repeats)
+    for row in results:  # the rows are in the JSON; the record keeps them once
+        for side in ("new", "baseline"):
+            if side in row and "rows" in row[side]:
+                row[side]["layers"] = len(row[side]["rows"]) // 2
+    record = {"benchmark": "bench_sweep", "environment": environment(), "baseline": args.baseline,
+              "rows_checked_against_direct_calls": checked, "runs": results, "demo_tracker": overhead}
+    table = sweep_table(results, args.baseline) + (
+        f"\n\nThe demo (mnist_cnn on digits): training epoch {overhead['epoch_s']:.3f} s, with the TE recording "
+        f"hooks {overhead['epoch_with_te_hooks_s']:.3f} s; one tracker step (both estimators + layer TE, "
+        f"N = {overhead['probe_size']}) {overhead['tracker_step_s']:.3f} s.")
+    print(table)
+    print("wrote", write("bench_sweep_cpu", record, table, args.out))
+
+
+def sweep_table(results: list, baseline: str) -> str:
+    def cell(r, key):
+        if r is None:
+            return "not run"
+        if "failed" in r:
+            return "failed: " + r["failed"][:60]
+        return f"{r[key]:.1f}" if isinstance(r[key], float) else str(r[key])
+
+    lines = [f"| run | N | seconds | peak GiB | baseline {baseline} seconds | baseline peak GiB | speedup | "
+             "max difference |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        new, old = r["new"], r.get("baseline")
+        if r["job"] == "tracker":
+            ok = "failed" not in new
+            step = min(new["step_s"]) if ok else float("nan")
+            epoch = min(new["epoch_s"]) if ok else float("nan")
+            old_step = f"{min(old['step_s']):.1f}" if old and "failed" not in old else cell(old, "step_s")
+            lines.append(f"| tracker step vs training epoch (1500 samples), {r['model']} | {r['n']} | step {step:.1f}, "
+                         f"epoch {epoch:.1f} (step/epoch {step / epoch:.2f}) | {cell(new, 'peak_gib')} | step "
+                         f"{old_step} | {cell(old, 'peak_gib')} | | |")
+            continue
+        diff = r.get("max_difference")
+        shown = f"Rényi {diff['renyi_bits']:.1e} bits, LogDet {diff['logdet_relative']:.1e} rel." if diff else ""
+        speed = f"{r['speedup']:.2f}x" if "speedup" in r else ""
+        lines.append(f"| layer_sweep {r['model']} | {r['n']} | {cell(new, 'seconds')} | {cell(new, 'peak_gib')} | "
+                     f"{cell(old, 'seconds')} | {cell(old, 'peak_gib')} | {speed} | {shown} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--probe", type=int, default=None, help="probe samples (default 512 on CPU, 1000 on GPU)")
+    parser.add_argument("--probe", type=int, default=None, help="probe samples of the GPU run (default 1000)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", default="66ed91d", help="the commit to compare with (CPU)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     args = parser.parse_args()
     if args.device == "cuda":
         args.probe = args.probe or 1000
         return gpu_sweep(args)
-    args.probe = args.probe or 512
-
-    net, x, y = vgg_probe(args.probe)
-    estimators = default_estimators(x)
-    result, checked = check_sweep(net, x, y, estimators)
-    layers = len(result.rows) // len(estimators)
-    sweep_s = median_seconds(lambda: layer_sweep(net, x, y, estimators=estimators), args.repeats, warmup=0)
-    copies = copy_cost(net, x, args.repeats)
-    print(f"VGG-16-BN width 1/4, N={args.probe}: {layers} layers x 2 estimators in {sweep_s:.2f} s "
-          f"(checked {checked} rows against direct calls); copying the outputs: {copies['copy_s']:.3f} s")
-    overhead = tracker_overhead(args.repeats)
-    print(f"demo epoch {overhead['epoch_s']:.3f} s; with TE hooks {overhead['epoch_with_te_hooks_s']:.3f} s; "
-          f"tracker step {overhead['tracker_step_s']:.3f} s")
-    record = {
-        "benchmark": "bench_sweep",
-        "environment": environment(),
-        "sweep": {"model": "vgg16_bn(width=0.25)", "probe": args.probe, "layers": layers,
-                  "estimators": [e.label for e in estimators], "seconds": sweep_s, "rows_checked": checked,
-                  "output_copies_s": copies["copy_s"], "output_bytes": copies["bytes"]},
-        "tracker": overhead,
-    }
-    table = (
-        "| workload | seconds |\n|---|---|\n"
-        f"| layer sweep, VGG-16-BN width 1/4, {layers} layers, Rényi + LogDet, N = {args.probe} | {sweep_s:.2f} |\n"
-        f"| of which: copying every layer's output ({copies['bytes'] / 2**20:.0f} MiB) | {copies['copy_s']:.3f} |\n"
-        f"| demo training epoch (mnist_cnn on digits) | {overhead['epoch_s']:.3f} |\n"
-        f"| same epoch with the TE recording hooks | {overhead['epoch_with_te_hooks_s']:.3f} |\n"
-        f"| one tracker step (both estimators + layer TE, N = {overhead['probe_size']}) | "
-        f"{overhead['tracker_step_s']:.3f} |"
-    )
-    print(table)
-    print("wrote", write("bench_sweep_cpu", record, table, args.out))
+    return cpu(args)
 
 
 if __name__ == "__main__":

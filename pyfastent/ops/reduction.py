@@ -257,24 +257,33 @@ def _products(rows: Rows, needs: Needs, out: Reduction) -> None:
     if narrow and d > n:
         raise ValueError(f"{rows.name}: covariance products are for variables of at most N = {n} columns, "
                          f"got {d}")
-    mean, ranges = _column_statistics(rows)
-    dtype, out.dtype = _product_dtype(rows, needs, ranges)
-    if needs.standardized_gram or narrow:
-        out.scale = _inverse_std(rows, mean, ranges > 0)
     want = _Wanted(needs.gram is not None, needs.standardized_gram, narrow)
+    blas = want.any and _on_blas(rows, n * n * d)
+    workers = threads.workers() if blas else 1
+    if blas and not (needs.standardized_gram or narrow):
+        # The column statistics are taken by the BLAS workers block by block, as they centre it:
+        # the rows are read once. The dtype is checked after (float32 products of data so large
+        # that they could overflow are then made again in float64).
+        guess = _product_dtype(rows, needs, torch.zeros(1, dtype=torch.float64))[0]
+        blocks = _blocks(rows, guess, workers)
+        _guard_products(rows, want, blocks, guess, blas)
+        gram, offset, sgram, columns, mean, ranges = _blas_products(rows, blocks, None, None, guess, want)
+        dtype, out.dtype = _product_dtype(rows, needs, ranges)
+        if dtype != guess:
+            blocks = _blocks(rows, dtype, workers)
+            gram, offset, sgram, columns, _, _ = _blas_products(rows, blocks, mean, None, dtype, want)
+    else:
+        mean, ranges = _column_statistics(rows)
+        dtype, out.dtype = _product_dtype(rows, needs, ranges)
+        if needs.standardized_gram or narrow:
+            out.scale = _inverse_std(rows, mean, ranges > 0)
+        gram = offset = sgram = columns = None
+        if want.any:
+            blocks = _blocks(rows, dtype, workers)
+            _guard_products(rows, want, blocks, dtype, blas)
+            gram, offset, sgram, columns, _, _ = (_blas_products if blas else _torch_products)(
+                rows, blocks, mean, out.scale, dtype, want)
     if want.any:
-        blas = _on_blas(rows, n * n * d)
-        workers = threads.workers() if blas else 1
-        blocks = _blocks(rows, dtype, workers)
-        if want.gram or want.standardized:
-            # Per worker: its sums, one block's product (BLAS path), its block of centred columns
-            # (and their standardized copy).
-            products = want.gram + want.standardized
-            block = max(b - a for a, b in blocks) / n * (1 + want.standardized)
-            copies = workers * (products * (1 + blas) + block)
-            ensure_square_fits(n, dtype, rows.device, copies, f"the Gram matrix of {rows.name}")
-        gram, offset, sgram, columns = (_blas_products if blas else _torch_products)(rows, blocks, mean, out.scale,
-                                                                                    dtype, want)
         if gram is not None:
             out.gram, out.gram_offset, out.gram_square = gram, offset, float(mean @ mean)
         out.standardized_gram = sgram
@@ -287,6 +296,18 @@ def _products(rows: Rows, needs: Needs, out: Reduction) -> None:
                 out.columns = columns
     if needs.channel_rules:
         out.channels_weighted = _channel_distances(rows, mean, dtype, out.dtype, needs.channel_rules)
+
+
+def _guard_products(rows: Rows, want: "_Wanted", blocks: list, dtype: torch.dtype, blas: bool) -> None:
+    """Per worker: its sums, one block's product (BLAS path), its block of
+    centred columns (and their standardized copy)."""
+    if want.gram or want.standardized:
+        n = rows.n
+        workers = threads.workers() if blas else 1
+        products = want.gram + want.standardized
+        block = max(b - a for a, b in blocks) / n * (1 + want.standardized)
+        copies = workers * (products * (1 + blas) + block)
+        ensure_square_fits(n, dtype, rows.device, copies, f"the Gram matrix of {rows.name}")
 
 
 @dataclass(frozen=True)
@@ -327,19 +348,23 @@ def _torch_products(rows: Rows, blocks: list, mean: torch.Tensor, scale, dtype: 
             sgram.addmm_(standardized, standardized.T)
         if columns is not None:
             columns[:, start:stop] = block
-    return gram, offset, sgram, columns
+    return gram, offset, sgram, columns, mean, None
 
 
-def _blas_products(rows: Rows, blocks: list, mean: torch.Tensor, scale, dtype: torch.dtype, want: _Wanted):
+def _blas_products(rows: Rows, blocks: list, mean, scale, dtype: torch.dtype, want: _Wanted):
     """The same products by NumPy on the CPU: ``a @ a.T`` of one buffer is
     BLAS ``syrk`` (one triangle computed, then mirrored). The column blocks
     are dealt to ``threads.workers()`` threads, each running single-threaded
     BLAS into its own accumulators, summed at the end (``pyfastent.ops.threads``
-    says why)."""
+    says why). With ``mean=None`` each worker also takes its blocks' column
+    means and ranges (returned as the last two items; else they are the
+    given mean and ``None``)."""
     n, d = rows.n, rows.width
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     parts = [p.reshape(p.shape[0], -1).numpy() for p in rows.parts]
-    mean_np = mean.numpy()
+    stats = mean is None
+    mean_np = np.empty(d) if stats else mean.numpy()
+    ranges_np = np.empty(d) if stats else None
     scale_np = scale.numpy() if scale is not None else None
     columns = torch.empty(n, d, dtype=torch.float64) if want.columns else None
     columns_np = columns.numpy() if columns is not None else None
@@ -354,6 +379,12 @@ def _blas_products(rows: Rows, blocks: list, mean: torch.Tensor, scale, dtype: t
         buffer = np.empty((n, widest), np_dtype)
         for start, stop in mine:
             block = buffer[:, : stop - start]
+            if stats:  # disjoint slices per block: no two threads write the same element
+                sums = functools.reduce(np.add, [p[:, start:stop].sum(axis=0, dtype=np.float64) for p in parts])
+                mean_np[start:stop] = sums / n
+                lo = functools.reduce(np.minimum, [p[:, start:stop].min(axis=0) for p in parts])
+                hi = functools.reduce(np.maximum, [p[:, start:stop].max(axis=0) for p in parts])
+                ranges_np[start:stop] = hi.astype(np.float64) - lo
             first = 0
             for part in parts:  # centred, converted, concatenated in one pass
                 np.subtract(part[:, start:stop], mean_np[start:stop], out=block[first:first + part.shape[0]])
@@ -379,7 +410,9 @@ def _blas_products(rows: Rows, blocks: list, mean: torch.Tensor, scale, dtype: t
         offset = torch.from_numpy(functools.reduce(np.add, [r[1] for r in results]).astype(np.float64))
     if want.standardized:
         sgram = torch.from_numpy(functools.reduce(np.add, [r[2] for r in results]))
-    return gram, offset, sgram, columns
+    if stats:
+        return gram, offset, sgram, columns, torch.from_numpy(mean_np), torch.from_numpy(ranges_np)
+    return gram, offset, sgram, columns, mean, None
 
 
 def _column_statistics(rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:

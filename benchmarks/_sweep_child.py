@@ -1,0 +1,127 @@
+"""One measured run of bench_sweep.py, in a process of its own so that its
+peak resident memory is its own: a layer sweep, or a training epoch and an
+information-plane step, with the pyfastent of a given source tree (this
+checkout, or an older commit's worktree). Prints one JSON object.
+
+Usage: ``python _sweep_child.py --tree DIR --job sweep|tracker --model NAME --n N``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def use_tree(tree: Path) -> None:
+    """Import pyfastent from ``tree``, whatever is installed (an editable
+    install's import hook included)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if "ScikitBuild" not in type(f).__name__]
+    sys.path.insert(0, str(tree))
+
+
+def models_module():
+    """The models of this checkout (older commits have no ResNet-18), loaded by path."""
+    spec = importlib.util.spec_from_file_location("bench_models", HERE.parent / "pyfastent" / "models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(name: str):
+    models = models_module()
+    import torch
+
+    torch.manual_seed(0)
+    if name == "resnet18-cifar":
+        return models.resnet18(stem="cifar"), 32
+    if name == "resnet18-imagenet":
+        return models.resnet18(stem="imagenet"), 224
+    if name == "vgg16-quarter":
+        return models.vgg16_bn(width=0.25), 32
+    raise SystemExit(f"unknown model {name}")
+
+
+def images(n: int, size: int, seed: int):
+    """Class-structured random images: a random template per class (10 classes) plus noise."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    templates = torch.rand(10, 3, size, size, generator=g)
+    return templates[y] + 0.5 * torch.rand(n, 3, size, size, generator=g), y
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def sweep(args) -> dict:
+    from pyfastent.nn import layer_sweep
+
+    net, size = build(args.model)
+    net.eval()
+    x, y = images(args.n, size, seed=0)
+    start = time.perf_counter()
+    result = layer_sweep(net, x, y, progress=False)
+    seconds = time.perf_counter() - start
+    rows = [{k: (float(v) if isinstance(v, float) else v) for k, v in r.items()} for r in result.rows]
+    return {"seconds": seconds, "peak_gib": peak_gib(), "rows": rows,
+            "passes": getattr(result, "metadata", {}).get("probe_passes")}
+
+
+def tracker(args) -> dict:
+    import torch
+
+    from pyfastent.nn import InformationPlane
+
+    net, size = build(args.model)
+    x, y = images(1500, size, seed=1)
+    probe_x, probe_y = images(args.n, size, seed=2)
+    # pyfastent.nn.train.train_classifier's defaults: Adam (lr 1e-3), batches of 32.
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    plane = InformationPlane(net, probe_x, probe_y, progress=False)
+
+    def epoch():
+        net.train()
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+        for b in range(0, len(y), 32):
+            idx = order[b:b + 32]
+            loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    timings = {"epoch_s": [], "step_s": []}
+    for _ in range(2):
+        start = time.perf_counter()
+        epoch()
+        timings["epoch_s"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        plane.step()
+        timings["step_s"].append(time.perf_counter() - start)
+    return {**timings, "peak_gib": peak_gib()}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tree", required=True)
+    parser.add_argument("--job", choices=("sweep", "tracker"), required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    args = parser.parse_args()
+    use_tree(Path(args.tree))
+    import warnings
+
+    warnings.simplefilter("ignore")
+    out = sweep(args) if args.job == "sweep" else tracker(args)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
