@@ -2,8 +2,10 @@
 
 Four estimator families behind one API (matrix-based Rényi with tensor and
 multivariate kernels, LogDet, plug-in discrete) and measures written once
-over all of them (MI, CMI, TC, DTC, PID, transfer entropy). Results are in
-bits unless an estimator is given another ``base``.
+over all of them (MI, CMI, TC, DTC, PID, transfer entropy); token-level
+measures of sequence models (prompt and dataset entropy, effective rank,
+token log-determinants, DiME). Results are in bits unless another ``base``
+is given.
 """
 from pyfastent._native import use_backend
 from pyfastent._warnings import SaturationWarning
@@ -21,6 +23,7 @@ from pyfastent.estimate import Estimate
 from pyfastent.info import backend_info
 from pyfastent.ops import gram, renyi_entropy_from_gram
 from pyfastent.significance import PermutationResult, permutation_test
+from pyfastent.token_measures import dataset_entropy, dime, effective_rank, prompt_entropy, token_logdet
 from pyfastent.variable import Variable
 
 __version__ = "0.1.0"
@@ -50,12 +53,17 @@ __all__ = [
     "Variable",
     "backend_info",
     "conditional_mutual_information",
+    "dataset_entropy",
+    "dime",
     "dual_total_correlation",
+    "effective_rank",
     "gram",
     "mutual_information",
     "permutation_test",
     "pid",
+    "prompt_entropy",
     "renyi_entropy_from_gram",
+    "token_logdet",
     "total_correlation",
     "transfer_entropy",
     "use_backend",

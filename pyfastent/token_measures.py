@@ -1,0 +1,322 @@
+"""Token-level measures of sequence models: the tokens of one prompt as the
+samples of a variable (DESIGN.md, "Token-level measures for transformers").
+
+Skean et al., "Layer by Layer: Uncovering Hidden Representations in
+Language Models" (ICML 2025), measure every layer of a language model by
+the matrix-based entropy of each prompt's tokens ("prompt entropy") and of
+the mean-pooled prompts ("dataset entropy"); Diff-eRank (Wei et al.,
+NeurIPS 2024) uses the effective rank exp(S₁); LLM-Check (Sriramanan et
+al., NeurIPS 2024) the log-determinant of the tokens' covariance.
+
+States are ``[B, T, D]`` (B sequences of up to T tokens) or ``[L, B, T, D]``
+(L layers at once), or a list of L ``[B, T, D]`` tensors (a Hugging Face
+``hidden_states`` tuple); ``mask`` is ``[B, T]`` with 1 for real tokens
+(``attention_mask``), ``exclude`` an optional ``[B, T]`` mask of tokens to
+leave out (special tokens). Every sequence and layer of a call is solved in
+one batch of eigenproblems, sequences of similar length padded together
+(zero rows add only zero eigenvalues, which change nothing).
+
+Normalizations (``normalization=``), as in that paper's code, with natural
+logarithms of the counts and the entropy in nats: ``"raw"`` (the entropy in
+units of ``base``), ``"logN"`` (÷ ln n), ``"logD"`` (÷ ln D), ``"maxEntropy"``
+(÷ ln min(n, D)) and ``"logNlogD"`` (÷ ln n · ln D), n the rows measured
+(tokens, or sequences).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from pyfastent import _checks
+from pyfastent._warnings import SaturationWarning
+from pyfastent.ops._torch_spectrum import spectrum_renyi_nats
+from pyfastent.ops.eigen import symmetric_eigenvalues
+from pyfastent.ops.logdet import spd_logdet
+
+NORMALIZATIONS = ("raw", "logN", "logD", "maxEntropy", "logNlogD")
+# Sequences whose lengths round up to the same multiple of this are padded together.
+BUCKET = 8
+LLM_CHECK_RIDGE = 1e-3  # Sriramanan et al. (2024), the regularization of their hidden score
+
+
+def prompt_entropy(states, mask=None, alpha: float = 1.0, base: float = 2, normalization: str = "raw",
+                   exclude=None) -> torch.Tensor:
+    """Matrix-based Rényi α-entropy of each sequence's real tokens.
+
+    For each sequence (and layer): Z = its real tokens' states, centred over
+    those tokens, each row divided by its L2 norm; the eigenvalues of the
+    linear kernel Z·Zᵀ (or, when there are more tokens than dimensions,
+    Zᵀ·Z, which has the same nonzero ones) divided by their sum, the exact
+    trace; S_α = log Σλ^α / (1 − α) (α = 1: −Σλ log λ). A sequence whose
+    centred tokens are all zero (one real token, or identical ones) has
+    entropy 0: one distinct state. A token equal to its sequence's mean has
+    no direction and adds nothing.
+
+    Args:
+        states: [B, T, D], [L, B, T, D] or a list of L [B, T, D].
+        mask: [B, T], 1 (or True) for real tokens; ``None``: all are real.
+        alpha: the order α > 0.
+        base: logarithm base of ``"raw"`` values (2: bits).
+        normalization: one of ``NORMALIZATIONS``.
+        exclude: [B, T], 1 for tokens to leave out (e.g. special tokens).
+
+    Returns:
+        float64 [B] (or [L, B]).
+    """
+    alpha, ln_base = _checks.alpha_order(alpha), _checks.log_base(base)
+    _checks.choice("normalization", normalization, NORMALIZATIONS)
+    x, real, layered = checked_states(states, mask, exclude)
+    spectra = TokenSpectra.of(x, real)
+    out = spectra.normalized(spectra.nats(alpha), normalization, ln_base)
+    return out if layered else out[0]
+
+
+def effective_rank(states, mask=None, exclude=None) -> torch.Tensor:
+    """exp(S₁) of each sequence's tokens, S₁ the von Neumann entropy in nats
+    of ``prompt_entropy`` (Roy & Vetterli 2007; Diff-eRank, Wei et al.,
+    NeurIPS 2024): between 1 and min(n, D). Shapes as ``prompt_entropy``."""
+    return torch.exp(prompt_entropy(states, mask, alpha=1.0, base=math.e, exclude=exclude))
+
+
+def dataset_entropy(states, mask=None, alpha: float = 1.0, base: float = 2, normalization: str = "raw",
+                    exclude=None) -> torch.Tensor:
+    """Matrix-based Rényi α-entropy across sequences of their mean-pooled
+    states: each sequence's raw states averaged over its real tokens, the B
+    vectors centred across sequences, each divided by its L2 norm, then the
+    same linear-kernel entropy as ``prompt_entropy`` (n = B).
+
+    Returns:
+        a float64 scalar tensor (or [L] for layered states).
+    """
+    x, real, layered = checked_states(states, mask, exclude)
+    out = prompt_entropy(mean_states(x, real)[:, None], None, alpha, base, normalization)[:, 0]
+    return out if layered else out[0]
+
+
+def token_logdet(states, mask=None, ridge: float = LLM_CHECK_RIDGE, base: float = 2, exclude=None) -> torch.Tensor:
+    """LLM-Check's hidden score (Sriramanan et al., NeurIPS 2024) of each
+    sequence: (1/n) log det(Z̃·Z̃ᵀ + ridge·I_n), Z̃ the n real tokens' states,
+    each token centred over its own D features (their J_d), ridge = 1e-3
+    as in that paper; the mean log eigenvalue of the regularized token Gram
+    matrix, in units of ``base``. Shapes as ``prompt_entropy``.
+    """
+    ridge, ln_base = _checks.positive_number("ridge", ridge), _checks.log_base(base)
+    x, real, layered = checked_states(states, mask, exclude)
+    out = logdets(x, real, ridge) / ln_base
+    return out if layered else out[0]
+
+
+def logdets(x: torch.Tensor, real: torch.Tensor, ridge: float) -> torch.Tensor:
+    """``token_logdet`` in nats of checked states [L, B, T, D] and real
+    tokens [B, T]: [L, B] float64."""
+    counts = real.sum(1)
+    out = torch.empty(x.shape[0], x.shape[1], dtype=torch.float64)
+    for members, size in _buckets(counts):
+        rows = _gather(x, real, members, size).to(torch.float64)  # [L, b, size, D], padded rows zero
+        rows = rows - rows.mean(-1, keepdim=True)  # a padded row stays zero
+        gram = rows @ rows.transpose(-1, -2)  # [L, b, size, size]
+        gram.diagonal(dim1=-2, dim2=-1).add_(ridge)  # padded rows: ridge·I, log det (size − n)·log ridge
+        flat = gram.reshape(-1, size, size)
+        logdet = spd_logdet(flat, what="the regularized token Gram matrix").reshape(gram.shape[:2])
+        n = counts[members].double()
+        out[:, members] = (logdet - (size - n) * math.log(ridge)) / n
+    return out
+
+
+def dime(view_a, view_b, mask_a=None, mask_b=None, alpha: float = 1.0, base: float = 2,
+         normalization: str = "raw", permutations: int = 10, seed: int = 0) -> torch.Tensor:
+    """DiME (Skean et al., 2025): how much more two views of the same
+    sequences agree than views of random pairs of sequences,
+    E_P[S_α(A ∘ P·B·Pᵀ)] − S_α(A ∘ B), A and B the linear kernels of the two
+    views' mean-pooled states (as ``dataset_entropy`` pools them) and P
+    random permutations of the sequences (``permutations`` of them, drawn
+    with ``seed``, the same for every layer).
+
+    Args:
+        view_a, view_b: the two views' states, shaped alike ([B, T, D], [L, B, T, D] or lists).
+        mask_a, mask_b: their masks.
+
+    Returns:
+        a float64 scalar tensor (or [L]).
+    """
+    from pyfastent.estimators import Renyi
+    from pyfastent.measures import mutual_information
+    from pyfastent.significance import permutation_test
+
+    _checks.choice("normalization", normalization, NORMALIZATIONS)
+    permutations = _checks.positive_int("permutations", permutations)
+    pooled = [_pooled_unit_rows(v, m, name) for v, m, name in ((view_a, mask_a, "view_a"),
+                                                                (view_b, mask_b, "view_b"))]
+    (a, layered), (b, _) = pooled
+    if a.shape != b.shape:
+        raise ValueError(f"view_b has shape {tuple(b.shape)} after pooling but view_a {tuple(a.shape)}")
+    est = Renyi(alpha=alpha, kernel="linear", base=math.e)
+    out = []
+    for layer_a, layer_b in zip(a, b):
+        with warnings.catch_warnings():
+            # Joints near log B are what DiME compares, not a sign of too few sequences.
+            warnings.simplefilter("ignore", SaturationWarning)
+            test = permutation_test(mutual_information, layer_a, layer_b, estimator=est,
+                                    n_permutations=permutations, seed=seed)
+        out.append(test.value - test.null_mean)
+    nats = torch.tensor(out, dtype=torch.float64)[:, None]
+    n = torch.full((1,), a.shape[1], dtype=torch.float64)
+    value = normalized(nats, n, a.shape[-1], normalization, _checks.log_base(base))[:, 0]
+    return value if layered else value[0]
+
+
+# ---- internals -------------------------------------------------------------------------
+
+
+def mean_states(x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Each sequence's raw states averaged over its real tokens: [L, B, D]
+    float64, one layer at a time (no [L, B, T, D] temporary)."""
+    weights = real.to(torch.float64)[:, None, :] / real.sum(1)[:, None, None]  # [B, 1, T]
+    return torch.stack([(weights @ layer.to(torch.float64))[:, 0] for layer in x])
+
+
+def checked_states(states, mask, exclude):
+    """(states [L, B, T, D] on the CPU in their floating dtype, real [B, T]
+    bool, whether layered) after checks; every sequence has a real token."""
+    if isinstance(states, (list, tuple)):
+        if not states:
+            raise ValueError("states is an empty list of layers")
+        x = torch.stack([_checks.as_tensor(f"states[{i}]", s) for i, s in enumerate(states)])
+        layered = True
+    else:
+        x = _checks.as_tensor("states", states)
+        if x.dim() not in (3, 4):
+            raise ValueError(f"states must be [B, T, D] or [L, B, T, D], got shape {tuple(x.shape)}")
+        layered = x.dim() == 4
+        x = x if layered else x[None]
+    if x.dim() != 4 or 0 in x.shape:
+        raise ValueError(f"states must be [B, T, D] or [L, B, T, D] with no empty axis, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"states must be floating point hidden states, got {x.dtype}")
+    if not _checks.all_finite(x):
+        raise ValueError("states contains non-finite values (NaN or inf)")
+    b, t = x.shape[1], x.shape[2]
+    real = torch.ones(b, t, dtype=torch.bool)
+    for name, m, keep in (("mask", mask, True), ("exclude", exclude, False)):
+        if m is None:
+            continue
+        m = _checks.as_tensor(name, m)
+        if tuple(m.shape) != (b, t):
+            raise ValueError(f"{name} must have shape (B, T) = {(b, t)}, got {tuple(m.shape)}")
+        if not (m.dtype == torch.bool or not m.is_floating_point() or bool(((m == 0) | (m == 1)).all())):
+            raise ValueError(f"{name} must hold 0 and 1 (or booleans)")
+        m = m.cpu().bool()
+        real = real & m if keep else real & ~m
+    empty = real.sum(1) == 0
+    if bool(empty.any()):
+        raise ValueError(f"mask: sequence {int(torch.nonzero(empty)[0])} has no real tokens"
+                         + (" left after exclude" if exclude is not None else ""))
+    return x.detach().cpu(), real, layered
+
+
+def _unit_rows(rows: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Rows [L, b, size, D] (each sequence's first ``counts`` [b] rows real,
+    the rest zero) centred over the real rows and scaled to unit norm;
+    padded rows stay zero. In the rows' precision, float32 at least:
+    float32 states lose nothing they had (torch sums in cascades), and
+    their entropies stay within 1e-4 bits of float64 ones
+    (benchmarks/bench_tokens.py checks it)."""
+    if rows.dtype not in (torch.float32, torch.float64):
+        rows = rows.to(torch.float32)
+    n = counts.to(rows.dtype)[None, :, None, None]
+    real = (torch.arange(rows.shape[2])[None, :] < counts[:, None]).to(rows.dtype)[None, :, :, None]
+    z = rows.sub_(rows.sum(2, keepdim=True) / n).mul_(real)
+    norms = torch.linalg.vector_norm(z, dim=-1, keepdim=True)
+    # A zero row (a token at its sequence's mean, or padding) stays zero: it has no direction.
+    return z.div_(torch.where(norms > 0, norms, torch.ones_like(norms)))
+
+
+def _pooled_unit_rows(states, mask, name: str):
+    """Mean-pooled raw states per sequence ([L, B, D]), for DiME; and whether layered."""
+    try:
+        x, real, layered = checked_states(states, mask, None)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    pooled = mean_states(x, real)[:, None]  # [L, 1, B, D] float64: the sequences are the rows
+    return _unit_rows(pooled, torch.tensor([pooled.shape[2]]))[:, 0], layered
+
+
+def _buckets(counts: torch.Tensor):
+    """(sequence indices, padded size) of sequences whose token counts round
+    up to the same multiple of ``BUCKET``."""
+    sizes = (counts + BUCKET - 1) // BUCKET * BUCKET
+    for size in torch.unique(sizes).tolist():
+        yield torch.nonzero(sizes == size).flatten(), int(size)
+
+
+def _gather(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: int) -> torch.Tensor:
+    """The real rows of the sequences ``members``, moved to the front and
+    zero-padded to ``size``: [L, len(members), size, D] in x's dtype."""
+    out = x.new_zeros(x.shape[0], len(members), size, x.shape[-1])
+    for j, b in enumerate(members.tolist()):
+        rows = torch.nonzero(real[b]).flatten()
+        if len(rows) == rows[-1] + 1:  # the real tokens come first (right padding): one slice
+            out[:, j, : len(rows)] = x[:, b, : len(rows)]
+        else:
+            out[:, j, : len(rows)] = x[:, b, rows]
+    return out
+
+
+class TokenSpectra:
+    """The spectra of every sequence's (and layer's) token kernel: the
+    eigenvalues of the linear kernel of its centred unit rows, solved once
+    (one batched eigenproblem per bucket of lengths), from which entropies
+    of any order are read."""
+
+    def __init__(self, parts: list, counts: torch.Tensor, layers: int, dim: int):
+        self.parts = parts  # (sequence indices, eigenvalues [L, b, k])
+        self.counts = counts  # [B] real tokens per sequence
+        self.layers, self.dim = layers, dim
+
+    @classmethod
+    def of(cls, x: torch.Tensor, real: torch.Tensor) -> "TokenSpectra":
+        """From checked states [L, B, T, D] and real tokens [B, T]."""
+        layers, _, _, dim = x.shape
+        counts = real.sum(1)
+        stacks, where = [], []
+        for members, size in _buckets(counts):
+            rows = _unit_rows(_gather(x, real, members, size), counts[members])  # [L, b, size, D]
+            kernel = rows.transpose(-1, -2) @ rows if size > dim else rows @ rows.transpose(-1, -2)
+            stacks.append(kernel.reshape(-1, *kernel.shape[-2:]).to(torch.float64))
+            where.append(members)
+        parts = [(members, eig.reshape(layers, len(members), -1))
+                 for members, eig in zip(where, symmetric_eigenvalues(stacks))]
+        return cls(parts, real.sum(1), layers, dim)
+
+    def nats(self, alpha: float) -> torch.Tensor:
+        """S_α in nats, [L, B]. A sequence whose centred rows are all zero
+        has one distinct state: entropy 0."""
+        out = torch.zeros(self.layers, self.counts.shape[0], dtype=torch.float64)
+        for members, eig in self.parts:
+            empty = eig.amax(-1) <= 0
+            nats = spectrum_renyi_nats(torch.where(empty[..., None], torch.ones_like(eig), eig), alpha)
+            out[:, members] = torch.where(empty, torch.zeros_like(nats), nats)
+        return out
+
+    def normalized(self, nats: torch.Tensor, normalization: str, ln_base: float) -> torch.Tensor:
+        """Entropies [L, B] in nats as ``normalization`` asks (see the
+        module docstring); a sequence of one row has entropy 0, normalized to 0."""
+        return normalized(nats, self.counts, self.dim, normalization, ln_base)
+
+
+def normalized(nats: torch.Tensor, counts: torch.Tensor, dim: int, normalization: str, ln_base: float):
+    """Entropies [L, B] in nats of sequences of ``counts`` [B] rows of
+    ``dim`` numbers, normalized (see the module docstring); a denominator
+    of 0 (one row) gives 0, the entropy of one row."""
+    if normalization == "raw":
+        return nats / ln_base
+    if dim < 2 and normalization != "logN":
+        raise ValueError(f"normalization={normalization!r} divides by ln D, which is 0 for D = {dim}")
+    ln_n = torch.log(counts.to(torch.float64))[None, :].expand_as(nats)
+    ln_d = math.log(dim)
+    denominator = {"logN": ln_n, "logD": torch.full_like(nats, ln_d), "maxEntropy": torch.clamp(ln_n, max=ln_d),
+                   "logNlogD": ln_n * ln_d}[normalization]
+    return torch.where(denominator > 0, nats / torch.where(denominator > 0, denominator, torch.ones_like(nats)),
+                       torch.zeros_like(nats))
