@@ -1,4 +1,4 @@
-"""The ``pyfastent`` command: ``demo`` (the main job), ``sweep``, ``reproduce`` and ``info``.
+"""The ``pyfastent`` command: ``demo`` (the main job), ``sweep``, ``tokens``, ``reproduce`` and ``info``.
 
 A mistake on the command line or in its inputs ends in one line naming what
 to fix and exit code 2, never a traceback (``--debug`` shows it). Every
@@ -104,6 +104,9 @@ def _parser():
     sweep.add_argument("--layers", help="comma-separated module names (default: every leaf layer)")
     sweep.add_argument("--estimators", default="renyi,logdet", help="comma-separated: renyi, logdet, discrete")
     sweep.add_argument("--channels", action="store_true", help="conv maps per channel (multivariate Rényi)")
+    sweep.add_argument("--pooling", choices=("auto", "mean", "first", "last", "none"), default="auto",
+                       help="a transformer block's [N, T, D] output as one vector per sample (default auto: the "
+                            "mean over tokens for models with repeated blocks)")
     sweep.add_argument("--method", choices=("auto", "exact", "lanczos"), default="auto",
                        help="Rényi spectra: exact, randomized (lanczos), or auto: exact up to N = 4096")
     sweep.add_argument("--seed", type=int, default=0, help="torch seed set before the model is built")
@@ -119,6 +122,25 @@ def _parser():
     sweep.add_argument("--timeout", type=float, default=600.0,
                        help="under torchrun: seconds a rank waits for the others before giving up (default: 600)")
     sweep.set_defaults(run=run_sweep)
+
+    tokens = commands["tokens"] = sub.add_parser(
+        "tokens", parents=[common],
+        help="token-level entropies of every layer of a language model over the lines of a text file")
+    tokens.add_argument("--model", required=True,
+                        help="a directory written by save_pretrained (model and tokenizer, loaded offline), or "
+                             "module:factory, a callable returning (model, tokenizer)")
+    tokens.add_argument("--text", required=True, help="UTF-8 text file: one prompt per non-empty line")
+    tokens.add_argument("--out", default="pyfastent-tokens", help="output directory (default: ./pyfastent-tokens)")
+    tokens.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default: 16)")
+    tokens.add_argument("--max-length", type=int,
+                        help="truncate prompts to this many tokens (default: the model's maximum positions)")
+    tokens.add_argument("--alpha", type=float, default=1.0, help="order of the entropies (default: 1)")
+    tokens.add_argument("--normalizations", default="raw,maxEntropy",
+                        help="comma-separated, from raw, logN, logD, maxEntropy, logNlogD (default: raw,maxEntropy)")
+    tokens.add_argument("--exclude-special", action="store_true", help="leave special tokens ([CLS], BOS...) out")
+    tokens.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present, else cpu")
+    tokens.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tokens.set_defaults(run=run_tokens)
 
     reproduce = commands["reproduce"] = sub.add_parser(
         "reproduce", parents=[common], help="one seed paper's analysis on bundled data: pictures, CSV, report.md")
@@ -244,6 +266,14 @@ def load_weights(path: str) -> dict:
 
 def build_model(spec: str, debug: bool):
     """Import module:factory and call it; its errors become one line."""
+    model = call_factory(spec, debug)
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"--model: {spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def call_factory(spec: str, debug: bool):
+    """What module:factory returns; import and call errors become one line."""
     module_name, sep, factory_name = spec.partition(":")
     if not sep or not module_name or not factory_name:
         raise UsageError(f"--model must look like module:factory, got {spec!r}")
@@ -262,14 +292,11 @@ def build_model(spec: str, debug: bool):
     if not callable(factory):
         raise UsageError(f"--model: {module_name!r} has no callable {factory_name!r}")
     try:
-        model = factory()
+        return factory()
     except Exception as exc:  # noqa: BLE001 - the user's factory failed
         if debug:
             traceback.print_exc()
         raise UsageError(f"--model: {spec}() raised {type(exc).__name__}: {_one_line(exc)}") from None
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"--model: {spec} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
 
 
 def check_inputs(model: torch.nn.Module, x: np.ndarray) -> None:
@@ -361,7 +388,7 @@ def _sweep(args, device) -> int:
     result = layer_sweep(model, torch.from_numpy(x), torch.from_numpy(y),
                          estimators=[_estimator(n, args.method) for n in names], layers=layers, channels=args.channels,
                          progress=False if args.no_progress else None, batch_size=args.batch_size,
-                         memory_budget=budget)
+                         memory_budget=budget, pooling=args.pooling)
     written = result.to_csv(out)  # by rank 0 under torchrun
     if not distributed.is_root():
         return 0
@@ -373,7 +400,7 @@ def _sweep(args, device) -> int:
     for v in result.dpi_violations:
         print(f"DPI violation ({v['estimator']}): {v['quantity']} rises from {v['earlier']} to {v['later']} by "
               f"{v['size']:.4g} {result.units[v['estimator']]}")
-    print(f"DPI pairs from the {result.dpi_method}")
+    print(f"DPI pairs from the {result.dpi_method}; X is {result.metadata['x']}")
     for label, about in result.metadata["estimators"].items():
         if about["note"]:
             print(f"{label}: H(X) = {about['h_x']:.4g}, H(Y) = {about['h_y']:.4g} {about['units']} "
@@ -395,6 +422,104 @@ def _memory_budget(text: str | None):
         return resolve_budget(text, torch.device("cpu"))
     except ValueError:
         raise UsageError(f"--memory-budget must be a size such as 4GB or 512MiB, got {text!r}") from None
+
+
+# ---- tokens -----------------------------------------------------------------
+
+def run_tokens(args) -> int:
+    from pyfastent import plot
+    from pyfastent.nn import token_profile
+    from pyfastent.token_measures import NORMALIZATIONS
+
+    positive("--batch-size", args.batch_size)
+    positive("--alpha", args.alpha, float)
+    if args.max_length is not None:
+        positive("--max-length", args.max_length)
+    norms = [n.strip() for n in args.normalizations.split(",") if n.strip()]
+    if not norms or any(n not in NORMALIZATIONS for n in norms):
+        raise UsageError(f"--normalizations must be from {', '.join(NORMALIZATIONS)}, got {args.normalizations!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device here")
+    out = writable_dir("--out", args.out)
+    prompts = read_prompts(args.text)
+    model, tokenizer = load_language_model(args.model, args.debug)
+    model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    start = time.perf_counter()
+    profile = token_profile(model, prompts, tokenizer, alpha=args.alpha, normalizations=norms,
+                            batch_size=args.batch_size, max_length=args.max_length or model_positions(model),
+                            exclude_special=args.exclude_special, progress=False if args.no_progress else None)
+    seconds = time.perf_counter() - start
+    table = profile.save(out / "tokens.csv")
+    image = plot.token_curves(profile, out / "tokens.png")
+    print(text_table(_token_summary(profile, norms[0])))
+    print(f"\n{len(prompts)} prompts in {seconds:.1f} s; hidden states from {profile.metadata['states']}")
+    print(f"wrote {table}, {table.with_suffix('.meta.json').name} and {image.name} in {out}")
+    return 0
+
+
+def read_prompts(path: str) -> list:
+    """The non-empty lines of a UTF-8 text file, stripped."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--text {path!r} does not exist" if not file.exists() else f"--text {path!r} is not a file")
+    try:
+        lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--text {path!r} is not UTF-8 text ({_one_line(exc)})") from None
+    prompts = [line for line in lines if line]
+    if not prompts:
+        raise UsageError(f"--text {path!r} has no non-empty lines")
+    return prompts
+
+
+def load_language_model(spec: str, debug: bool):
+    """(model, tokenizer) from a save_pretrained directory (offline) or module:factory."""
+    if Path(spec).is_dir():
+        try:
+            import transformers
+        except ImportError:
+            raise UsageError('--model: loading a directory needs transformers: pip install "pyfastent[transformers]"') \
+                from None
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(spec, local_files_only=True)
+            model = transformers.AutoModel.from_pretrained(spec, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - an unreadable or partial directory
+            if debug:
+                traceback.print_exc()
+            raise UsageError(f"--model {spec!r} is not a model and tokenizer saved with save_pretrained: "
+                             f"{type(exc).__name__}: {_one_line(exc)}") from None
+        return model, tokenizer
+    if ":" not in spec:
+        raise UsageError(f"--model {spec!r} is neither a directory nor module:factory")
+    made = call_factory(spec, debug)
+    if not (isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], torch.nn.Module)
+            and callable(made[1])):
+        raise UsageError(f"--model: {spec} must return (model, tokenizer), got {type(made).__name__}")
+    return made
+
+
+def model_positions(model: torch.nn.Module) -> int | None:
+    """The longest input a Hugging Face model's configuration allows, if it says."""
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _token_summary(profile, norm: str) -> list:
+    """Per layer: the mean prompt entropy (± s.e.), effective rank,
+    log-determinant and dataset entropy, in ``norm``."""
+    out = {}
+    columns = (("prompt_entropy", norm, "prompt entropy"), ("effective_rank", None, "effective rank"),
+               ("token_logdet", None, "logdet"), ("dataset_entropy", norm, "dataset entropy"))
+    for measure, wanted, header in columns:
+        for r in profile.values(measure, wanted):
+            row = out.setdefault(r["layer"], {"layer": r["layer"], "name": r["name"]})
+            shown = f"{r['mean']:.4g}" + (f" ± {r['stderr']:.2g}" if r["stderr"] is not None else "")
+            row[header if r["units"] == "rank" else f"{header} ({r['units']})"] = shown
+    return list(out.values())
 
 
 # ---- reproduce --------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Pictures of information-plane runs (matplotlib, headless).
+"""Pictures of information-plane runs and token profiles (matplotlib, headless).
 
-Every function takes an ``InformationPlane`` tracker or a ``PlaneTable``
-(e.g. from ``InformationPlane.load``) and writes an image file; the format
-follows the path's suffix (``.png``, ``.pdf``, ``.svg``).
+Most functions take an ``InformationPlane`` tracker or a ``PlaneTable``
+(e.g. from ``InformationPlane.load``; ``token_curves`` a ``TokenProfile``)
+and write an image file; the format follows the path's suffix (``.png``,
+``.pdf``, ``.svg``).
 
 Each layer keeps one colour in every picture; time (epochs, or steps) runs
 from faint and small markers to solid and large ones, and the last point of
@@ -291,5 +292,45 @@ def twin_curves(xs, left: dict, right: dict, path, xlabel: str, left_label: str,
     handles, labels = ax.get_legend_handles_labels()
     more, more_labels = other.get_legend_handles_labels()
     fig.legend(handles + more, labels + more_labels, loc="outside lower center", fontsize=7)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def token_curves(profile, path, normalization: str | None = None) -> Path:
+    """The measures of a ``pyfastent.nn.TokenProfile`` over depth: one
+    panel per measure and normalization (or only ``normalization``), the
+    mean over prompts with a band of ± one standard error."""
+    rows = getattr(profile, "rows", None)
+    if not rows:
+        raise ValueError("profile has no rows: pass a TokenProfile from pyfastent.nn.token_profile")
+    from matplotlib.ticker import MaxNLocator
+
+    norms = [n for n in dict.fromkeys(r["normalization"] for r in rows) if n]
+    if normalization is not None and normalization not in norms:
+        raise ValueError(f"normalization {normalization!r} is not in the profile (it has {', '.join(norms)})")
+    panels = [p for p in dict.fromkeys((r["measure"], r["normalization"]) for r in rows)
+              if normalization is None or p[1] in (None, normalization)]
+    colours = _colours(list(dict.fromkeys(m for m, _ in panels)))
+    ncols = min(4, len(panels))
+    fig, axes = _figure(ncols, math.ceil(len(panels) / ncols), size=(4.0, 3.4))
+    flat = [ax for line in axes for ax in line]
+    for ax, (measure, norm) in zip(flat, panels):
+        curve = sorted((r for r in rows if r["measure"] == measure and r["normalization"] == norm),
+                       key=lambda r: r["layer"])
+        depth, mean = [r["layer"] for r in curve], [r["mean"] for r in curve]
+        ax.plot(depth, mean, "-o", markersize=3, color=colours[measure])
+        if all(r["stderr"] is not None for r in curve):
+            ax.fill_between(depth, [m - r["stderr"] for m, r in zip(mean, curve)],
+                            [m + r["stderr"] for m, r in zip(mean, curve)], color=colours[measure], alpha=0.25)
+        ax.set_title(measure.replace("_", " ") + (f" ({norm})" if norm and norm != "raw" else ""), fontsize=9)
+        ax.set_xlabel("layer (0: embeddings)")
+        ax.set_ylabel(curve[0]["units"])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    meta = getattr(profile, "metadata", {})
+    fig.suptitle(f"Token-level measures of {meta.get('model', 'the model')} over depth "
+                 f"({meta.get('prompts', '?')} prompts; mean ± s.e.)", fontsize=10)
     fig.savefig(path, dpi=110)
     return Path(path)

@@ -124,3 +124,17 @@ def test_nested_use_backend_restores_the_outer_choice():
         assert _native._override.get() == "torch"
         assert _native.resolve_backend("auto", [x], "gram") == "torch"
     assert _native._override.get() is None
+
+
+def test_import_and_token_measures_without_transformers():
+    code = (
+        "import sys, json; sys.modules['transformers'] = None\n"
+        "import torch, pyfastent as pf, pyfastent.nn as pnn, pyfastent.cli\n"
+        "h = pf.prompt_entropy(torch.randn(2, 5, 4, dtype=torch.float64))\n"
+        "layers = pnn.select_layers(torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2), 2,"
+        " enable_nested_tensor=False))\n"
+        "print(json.dumps({'shape': list(h.shape), 'layers': layers}))"
+    )
+    out = json.loads(run_python(code))
+    assert out["shape"] == [2]
+    assert out["layers"] == ["layers.0:input", "layers.0", "layers.1"]

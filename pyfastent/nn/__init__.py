@@ -1,11 +1,12 @@
-"""Network analysis: layer capture, sweeps, information planes and layer
-transfer entropy."""
+"""Network analysis: layer capture, sweeps, information planes, layer
+transfer entropy and token-level profiles of sequence models."""
 from pyfastent.nn.capture import capture, select_layers
 from pyfastent.nn.pid import feature_map_pid
 from pyfastent.nn.plane import InformationPlane, LayerTE
 from pyfastent.nn.graph import dpi_pairs
 from pyfastent.nn.sweep import SweepResult, default_estimators, dpi_violations, layer_sweep
 from pyfastent.nn.table import PlaneTable
+from pyfastent.nn.tokens import TokenProfile, token_profile
 from pyfastent.nn.transfer import continuous_layer_transfer_entropy, layer_transfer_entropy, pairwise_te
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "LayerTE",
     "PlaneTable",
     "SweepResult",
+    "TokenProfile",
     "capture",
     "continuous_layer_transfer_entropy",
     "default_estimators",
@@ -23,4 +25,5 @@ __all__ = [
     "layer_transfer_entropy",
     "pairwise_te",
     "select_layers",
+    "token_profile",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pyfastent.nn.sequence import RESIDUAL_STREAM, residual_pairs
+
 FX = "torch.fx graph"
 
 
@@ -34,11 +36,20 @@ def dpi_pairs(model: nn.Module, order: list) -> tuple[list, str]:
         order: captured layer names in the order they ran (``name#k`` for
             the k-th call of a reused module).
 
+    When the layers are a transformer's blocks in order (and its embedding
+    output, ``pyfastent.nn.sequence``), the pairs are consecutive blocks:
+    each block's output is computed from the previous one (the residual
+    stream) and the attention mask; no graph is traced.
+
     Returns:
-        (pairs, how): ``how`` is ``"torch.fx graph"``, or, when the model
-        cannot be traced, ``"assumed chain (...)"`` with the reason, and then
-        the pairs are the consecutive layers of ``order``.
+        (pairs, how): ``how`` is ``"consecutive blocks (the residual
+        stream)"``, ``"torch.fx graph"``, or, when the model cannot be
+        traced, ``"assumed chain (...)"`` with the reason, and then the
+        pairs are the consecutive layers of ``order``.
     """
+    blocks = residual_pairs(model, order)
+    if blocks is not None:
+        return blocks, RESIDUAL_STREAM
     chain = list(zip(order[:-1], order[1:]))
     base_names = {name.split("#")[0] for name in order}
     try:

@@ -11,9 +11,10 @@ import pyfastent
 from pyfastent import _checks, distributed
 from pyfastent.estimate import Estimate
 from pyfastent.estimators import Discrete, LogDet, Renyi
-from pyfastent.nn.capture import select_layers
+from pyfastent.nn.capture import hook_layer, hidden_state, select_layers
 from pyfastent.nn.inputs import Probe
-from pyfastent.nn.sweep import default_estimators, layer_variable, measure_layers
+from pyfastent.nn.sequence import resolve_pooling
+from pyfastent.nn.sweep import choose_x, default_estimators, layer_variable, measure_layers, x_for_defaults
 from pyfastent.nn.table import PlaneTable, StepLog, metric_values
 from pyfastent.nn.transfer import TrainingSeries, binarized, mean_pairwise_te, neuron_grid, pairwise_te, sampled_te
 from pyfastent.significance import permutation_test
@@ -115,6 +116,8 @@ class InformationPlane:
             at each step (see ``layer_sweep``).
         train_mode: measure in the model's own mode instead of eval mode
             (batch norm then uses each batch's statistics).
+        pooling, x_variable: a transformer's token pooling and the
+            variable X when it is not the inputs (see ``layer_sweep``).
 
     Each step runs the model in eval mode (unless ``train_mode``) and gives
     every submodule its own mode back afterwards, so a frozen batch norm in
@@ -124,7 +127,8 @@ class InformationPlane:
     def __init__(self, model: nn.Module, x_probe, y_probe=None, estimators=None, layers=None, every: int = 1,
                  channels: bool = False, sigma_smoothing: float | None = None, transfer_entropy=None,
                  log=None, resume: bool = False, progress: bool | None = None, method: str | None = None,
-                 batch_size: int | None = None, memory_budget=None, train_mode: bool = False):
+                 batch_size: int | None = None, memory_budget=None, train_mode: bool = False,
+                 pooling: str = "auto", x_variable=None):
         self.model = model
         probe = Probe(x_probe, y_probe, batch_size, name="x_probe", label_name="y_probe")
         self.x_probe, self._y_given = x_probe, probe.labels  # None: the batches carry the labels
@@ -133,11 +137,14 @@ class InformationPlane:
         if method is not None and estimators is not None:
             raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
                              "pass Renyi(method=...) among them")
-        first = probe.first_batch().inputs
-        self.estimators = tuple(estimators) if estimators is not None else default_estimators(first, method)
+        self.pooling, self.x_variable = pooling, x_variable
+        net = distributed.unwrap(model)
+        self._x_said = choose_x(net, probe.first_batch().inputs, x_variable).describe(resolve_pooling(net, pooling))
+        x_samples = x_for_defaults(model, probe, x_variable)
+        self.estimators = tuple(estimators) if estimators is not None else default_estimators(x_samples, method)
         for est in self.estimators:
-            if isinstance(est, LogDet) and isinstance(first, torch.Tensor):
-                est.resolve_beta(first)  # labels are fixed from the first row on
+            if isinstance(est, LogDet) and x_samples is not None:
+                est.resolve_beta(x_samples)  # labels are fixed from the first row on
         self.progress = progress
         self.layers = layers
         self.names = select_layers(distributed.unwrap(model), layers)
@@ -191,6 +198,8 @@ class InformationPlane:
             "units": {e.label: e.units for e in self.estimators},
             "every": self.every,
             "channels": self.channels,
+            "x": self._x_said,
+            "pooling": resolve_pooling(distributed.unwrap(self.model), self.pooling),
             "sigma_smoothing": self.sigma_smoothing,
             "transfer_entropy": asdict(self.te) if self.te else None,
             "label_entropy_bits": Discrete().entropy(self.y_probe),
@@ -200,9 +209,9 @@ class InformationPlane:
 
     def _attach_te_hooks(self):
         def record(name):
-            def hook(module, args, output):
+            def hook(output):
                 if self.model.training and not self._measuring:
-                    self._series.add(name, output[0] if isinstance(output, (tuple, list)) else output)
+                    self._series.add(name, hidden_state(output))
             return hook
 
         def record_input(module, args):
@@ -212,7 +221,7 @@ class InformationPlane:
         net = distributed.unwrap(self.model)
         modules = dict(net.named_modules())
         self._handles.append(net.register_forward_pre_hook(record_input))
-        self._handles += [modules[n].register_forward_hook(record(n)) for n in self.names]
+        self._handles += [hook_layer(modules, n, record(n)) for n in self.names]
 
     def close(self):
         """Remove the training hooks (transfer entropy)."""
@@ -259,7 +268,8 @@ class InformationPlane:
             measured = measure_layers(self.model, self.x_probe, self._y_given, self.estimators, self.layers,
                                       self._variable, progress=self.progress, description=f"step {step}",
                                       batch_size=self.batch_size, memory_budget=self.memory_budget,
-                                      train_mode=self.train_mode)
+                                      train_mode=self.train_mode, pooling=self.pooling,
+                                      x_variable=self.x_variable)
         finally:
             self._measuring = False
         return measured.rows, measured.order, measured.sigmas

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from pyfastent._memory import available_bytes, format_bytes
+from pyfastent.nn import sequence
 from pyfastent.nn.capture import run_hooked
 from pyfastent.nn.inputs import Batch, Probe, fingerprint, parameter_dtype_device, to_model
 
@@ -76,6 +77,9 @@ class Layers:
             the inputs.
         dtype, device: where the model's parameters are (floating inputs are
             converted to them).
+        pooling: how ``[B, T, D]`` outputs become one vector per sequence
+            (``pyfastent.nn.sequence``; ``"none"``: they do not); the
+            layers' shapes are the pooled ones.
     """
 
     layers: list
@@ -85,9 +89,14 @@ class Layers:
     input_width: int
     dtype: torch.dtype
     device: torch.device
+    pooling: str = "none"
 
     def convert(self, inputs):
         return to_model(inputs, self.dtype, self.device)
+
+    def pool(self, out: torch.Tensor, inputs) -> torch.Tensor:
+        """A layer's output for a batch of (converted) ``inputs``, pooled."""
+        return sequence.pool(out, inputs, self.pooling)
 
     def working_set(self) -> int:
         """Bytes per sample a forward pass holds at once, estimated: the
@@ -96,19 +105,23 @@ class Layers:
         return self.input_sample_bytes + 4 * max((layer.sample_bytes for layer in self.layers), default=0)
 
 
-def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple) -> Layers:
+def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple, pooling: str = "none") -> Layers:
     """Run the model on the first two samples of the first batch and record
-    every selected layer's output shape and dtype, in firing order (inside
-    ``model_mode``, which restores whatever train mode changes)."""
+    every selected layer's output shape (after ``pooling``) and dtype, in
+    firing order (inside ``model_mode``, which restores whatever train mode
+    changes)."""
     dtype, device = parameter_dtype_device(model)
     first = probe.first_batch()
     sample = first.take(min(2, first.size))
+    inputs = to_model(sample.inputs, dtype, device)
     seen: list = []
 
     def record(name, out):
+        if out.dim() and out.shape[0] == sample.size:
+            out = sequence.pool(out, inputs, pooling)
         seen.append((name, tuple(out.shape), out.dtype))
 
-    run_hooked(model, to_model(sample.inputs, dtype, device), names, record, required)
+    run_hooked(model, inputs, names, record, required)
     layers, skipped = [], []
     for name, shape, out_dtype in seen:
         if not shape or shape[0] != sample.size:
@@ -119,7 +132,7 @@ def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple) -
             continue
         layers.append(LayerInfo(name, shape[1:], out_dtype))
     modules = list(dict.fromkeys(layer.name.split("#")[0] for layer in layers))
-    return Layers(layers, skipped, modules, sample.sample_bytes(), sample.sample_width(), dtype, device)
+    return Layers(layers, skipped, modules, sample.sample_bytes(), sample.sample_width(), dtype, device, pooling)
 
 
 @dataclass
@@ -251,12 +264,14 @@ def run_pass(model: nn.Module, probe: Probe, found: Layers, group: list, state: 
     """
     first_pass = state.passes == 0
     group = list(group)
+    shapes = {layer.name: tuple(layer.shape) for layer in found.layers}
     count = 0
     for index, batch in enumerate(probe.batches()):
         _check_batch(state, batch, index, first_pass)
         if first_pass and gather_inputs:
             state.inputs.append(batch.inputs)
         wanted = set(group)
+        inputs = found.convert(batch.inputs)
 
         def sink(name, out, size=batch.size):
             if name not in wanted:
@@ -264,12 +279,18 @@ def run_pass(model: nn.Module, probe: Probe, found: Layers, group: list, state: 
             if out.shape[0] != size:
                 raise ValueError(f"layer {name!r} output {tuple(out.shape)} for a batch of {size} samples: its first "
                                  "dimension is not the batch")
+            out = found.pool(out, inputs)
+            if tuple(out.shape[1:]) != shapes[name]:
+                hint = ("; sequences padded to other lengths need pooling='mean' (or 'first', 'last')"
+                        if found.pooling == "none" else "")
+                raise ValueError(f"layer {name!r} outputs samples of shape {tuple(out.shape[1:])} in batch {index} "
+                                 f"but {shapes[name]} in the first{hint}")
             if on_layer is not None:
                 on_layer(name, out)
             else:
                 keep.setdefault(name, []).append(out.clone())
 
-        run_hooked(model, found.convert(batch.inputs), found.modules, sink,
+        run_hooked(model, inputs, found.modules, sink,
                    last=None if on_layer is not None else group[-1])
         if rows_budget is not None:
             _trim(group, keep, rows_budget(state.n))

@@ -22,6 +22,7 @@ from pyfastent.measures import JointEntropies
 from pyfastent.nn.capture import _named, model_mode, select_layers
 from pyfastent.nn.graph import dpi_pairs
 from pyfastent.nn.inputs import Probe
+from pyfastent.nn.sequence import block_layers, resolve_pooling
 from pyfastent.nn.stream import Costs, PassState, learn_layers, plan_passes, resolve_budget, run_pass
 from pyfastent._warnings import SaturationWarning, warn_once_per_call_site
 from pyfastent.nn.table import atomic_write, meta_path
@@ -48,14 +49,17 @@ class SweepResult:
             much the later layer exceeds the earlier one) and ``tolerance``.
         dpi_pairs: the (earlier, later) layer pairs checked: those where the
             later layer is computed from the earlier one alone.
-        dpi_method: how the pairs were found (``"torch.fx graph"``, or
-            ``"assumed chain (...)"`` with the reason).
+        dpi_method: how the pairs were found (``"torch.fx graph"``,
+            ``"consecutive blocks (the residual stream)"`` for a
+            transformer's blocks, or ``"assumed chain (...)"`` with the reason).
         units: estimator label -> ``"bits"``, ``"nats"``, ...
         skipped: default-selected layers whose output does not have the
             batch as its first dimension, left out.
         metadata: per estimator its repr, units, H(X), H(Y) and a note on
             its conventions (LogDet's β applies to the labels' one-hot
-            columns too), and the plug-in H(Y) in bits.
+            columns too); the plug-in H(Y) in bits; ``"x"``, what the
+            variable X is (the probe inputs, ``x_variable``, or a
+            transformer's embedding output); ``"pooling"``.
     """
 
     rows: list = field(default_factory=list)
@@ -124,9 +128,61 @@ def dpi_violations(rows: list, tolerance=None, pairs=None) -> list:
 def default_estimators(x, method: str | None = None) -> tuple:
     """``(Renyi(method=...), LogDet(β = 100·d_input))``: the estimators of a
     sweep, a tracker and the command line when none are given; β is the
-    LogDet estimator's default rule (``beta="paper"``) resolved for X."""
+    LogDet estimator's default rule (``beta="paper"``) resolved for X when
+    ``x`` (a batch of the inputs) is X; for keyword inputs (a dict) it is
+    resolved by the variable X when it is prepared (so also for ``x=None``)."""
+    if x is None or isinstance(x, dict):
+        return Renyi(method=method or "auto"), LogDet()
     d_input = int(_checks.as_tensor("x", x)[0].numel())
     return Renyi(method=method or "auto"), LogDet(beta=PAPER_BETA_PER_COLUMN * d_input)
+
+
+@dataclass(frozen=True)
+class XSource:
+    """Where a sweep's variable X comes from.
+
+    Attributes:
+        kind: ``"inputs"`` (the probe inputs themselves), ``"given"``
+            (``x_variable=``) or ``"layer"`` (a layer's output: the
+            embedding output of a transformer fed token ids).
+        layer: that layer's name, for ``"layer"``.
+        given: the ``x_variable`` tensor, for ``"given"``.
+    """
+
+    kind: str
+    layer: str | None = None
+    given: torch.Tensor | None = None
+
+    def describe(self, pooling: str) -> str:
+        if self.kind == "inputs":
+            return "the probe inputs"
+        if self.kind == "given":
+            return "x_variable"
+        pooled = "" if pooling == "none" else f", pooled over tokens ({pooling})"
+        return f"the embedding output, layer {self.layer!r}{pooled}"
+
+
+def choose_x(model: nn.Module, inputs, x_variable=None) -> XSource:
+    """The variable X of a sweep over ``model`` fed ``inputs`` (a first batch).
+
+    ``x_variable`` when given; else the inputs when they are a tensor,
+    except token ids (an integer tensor) of a model with repeated blocks (a
+    transformer), where I(X;T) is taken against the embedding output (the
+    first block's input), not the ids: as discrete samples every distinct
+    prompt is its own value, and I(X;T) would be H(T) in every layer. A dict
+    of keyword inputs likewise has the embedding output as X; a dict fed to
+    a model without repeated blocks needs ``x_variable``.
+    """
+    if x_variable is not None:
+        return XSource("given", given=_checks.as_tensor("x_variable", x_variable))
+    blocks = block_layers(model)
+    token_ids = isinstance(inputs, torch.Tensor) and not inputs.is_floating_point()
+    if blocks and (isinstance(inputs, dict) or token_ids):
+        return XSource("layer", layer=blocks[0])
+    if isinstance(inputs, dict):
+        raise ValueError("x is a dict of keyword inputs and the model has no repeated blocks whose input is the "
+                         "embedding output; pass x_variable=, the (N, ...) samples of the variable X")
+    return XSource("inputs")
 
 
 def layer_variable(shape: tuple, channels: bool) -> Variable:
@@ -138,12 +194,13 @@ def layer_variable(shape: tuple, channels: bool) -> Variable:
 
 def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progress: bool | None = None,
                    description: str = "layer sweep", batch_size: int | None = None, memory_budget=None,
-                   train_mode: bool = False) -> "Measured":
+                   train_mode: bool = False, pooling: str = "auto", x_variable=None) -> "Measured":
     """Stream the probe through the model and measure every selected layer
     with every estimator.
 
     ``variable(i, name, shape)`` gives estimator i's ``Variable`` options for
-    a layer of per-sample output ``shape``. Each layer's rows are reduced
+    a layer of per-sample output ``shape`` (after ``pooling``, see
+    ``pyfastent.nn.sequence``); X is chosen by ``choose_x``. Each layer's rows are reduced
     once, for all estimators (``pyfastent.ops.reduction``), as soon as all N
     have been seen, and dropped; X and Y are reduced once. The spectra of
     all layers are solved in batches (``pyfastent.ops.deferred``). The
@@ -170,6 +227,11 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
     model = distributed.unwrap(model)
     names = select_layers(model, layers)
     probe = Probe(x, y, batch_size)
+    pooling = resolve_pooling(model, pooling)
+    source = choose_x(model, probe.first_batch().inputs, x_variable)
+    x_measured = source.layer in names
+    if source.kind == "layer" and not x_measured:
+        names = [source.layer] + names  # hooked for X, not measured as a layer
     rank, ranks = distributed.world()
     shared = [e.distributed if isinstance(e, Renyi) else False for e in estimators]  # measured by all ranks
     failure = None
@@ -178,10 +240,11 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
         if ranks > 1:
             eigen.share_plan()  # rank 0's drivers on every rank: one process's numbers
         try:  # the passes: a failure here is raised at the next collective, on every rank
-            found = learn_layers(model, probe, names, _named(layers))
-            measurer = _Measurer(estimators, variable, shared, found, probe)
+            found = learn_layers(model, probe, names, _named(layers), pooling)
+            measurer = _Measurer(estimators, variable, shared, found, probe, source, x_measured)
             owners = measurer.assign(ranks)
-            mine = [layer for layer in found.layers if owners[layer.name] == rank or any(shared)]
+            mine = [layer for layer in found.layers
+                    if owners.get(layer.name) == rank or any(shared) or layer.name == source.layer]
             budget = resolve_budget(memory_budget, found.device)
             costs = Costs(measurer.reduction_bytes, measurer.fixed_bytes)
             plan = plan_passes(replace(found, layers=mine), probe, budget, costs, batch_size)
@@ -214,11 +277,12 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
     records = [] if ranks == 1 else [r for _, _, theirs in everyone for r in theirs]  # every rank's
     for _, theirs, _ in everyone:
         results.update(theirs)
-    order = [layer.name for layer in found.layers]
+    order = measurer.measured_names()
     rows = [results[(i, name)][0] for i in range(len(estimators)) for name in order]
     sigmas = {name: [results[(i, name)][1] for i in range(len(estimators))] for name in order}
     return Measured(rows, order, sigmas, found.skipped, saturated if ranks == 1 else records, measurer.marginals(),
-                    float(Discrete().entropy(measurer.labels)), passes, plan.batch_size)
+                    float(Discrete().entropy(measurer.labels)), passes, plan.batch_size, pooling,
+                    source.describe(pooling))
 
 
 @dataclass
@@ -234,6 +298,8 @@ class Measured:
     label_entropy_bits: float
     passes: int  # probe passes this rank ran
     batch_size: int | None  # of a tensor or dict probe; None: one batch, or the loader's own
+    pooling: str  # how [B, T, D] outputs became one vector per sequence
+    x_source: str  # what the variable X is, in words
 
 
 def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar, replan) -> int:
@@ -243,9 +309,11 @@ def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar, re
     a loader of unknown length that could not hold every layer is followed
     by ``replan(n)``'s passes for the rest. Returns the number of passes."""
     state = PassState()
-    streamed_x = probe.kind == "batches"
-    if not streamed_x and probe.labels is not None:
-        measurer.prepare_xy([probe.data], probe.labels)
+    source = measurer.source
+    streamed_x = probe.kind == "batches" and source.kind == "inputs"
+    measurer.known_labels = probe.labels
+    if probe.labels is not None and source.kind != "layer" and not streamed_x:
+        measurer.prepare_xy([probe.data] if source.kind == "inputs" else [source.given], probe.labels)
     groups = list(plan.groups)
     if len(groups) > 1 and (probe.one_shot or probe.shuffles):
         raise ValueError(_refusal(probe, len(groups)))
@@ -266,7 +334,9 @@ def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar, re
         if state.passes == 1 and not measurer.has_xy:
             labels = probe.labels if probe.labels is not None else (
                 torch.cat(state.labels) if state.labels else None)
-            measurer.prepare_xy(state.inputs if streamed_x else [probe.data], labels)
+            measurer.known_labels = labels
+            if source.kind != "layer":  # else X is reduced with its layer, below
+                measurer.prepare_xy(state.inputs if source.kind == "inputs" else [source.given], labels)
             state.inputs = []
         if len(ended) < len(group):  # trimmed on a first pass of unknown length: the rest in later passes
             if probe.one_shot or probe.shuffles:
@@ -290,12 +360,17 @@ def _refusal(probe: Probe, passes: int) -> str:
 class _Measurer:
     """Reduces and measures the layers of one sweep, estimator by estimator."""
 
-    def __init__(self, estimators: tuple, variable, shared: list, found, probe: Probe):
+    def __init__(self, estimators: tuple, variable, shared: list, found, probe: Probe, source: XSource,
+                 x_measured: bool):
         self.estimators = estimators
         self.variable = variable
         self.shared = shared
         self.found = found
         self.probe = probe
+        self.source = source
+        self.x_measured = x_measured  # X's layer is also a row (the default layers of a transformer)
+        self.known_labels = None  # the labels, once known (X's layer is reduced when it fires)
+        self.waiting: list = []  # (name, rows) of layers that fired before X's layer
         self.prepared_xy: list = []
         self.finishes: dict = {}  # (i, name) -> function giving the row
         self.held: dict = {}  # (i, name) -> Prepared, for the estimators measured by all ranks
@@ -307,18 +382,23 @@ class _Measurer:
     def has_xy(self) -> bool:
         return bool(self.prepared_xy)
 
+    def measured_names(self) -> list:
+        """The layers measured as rows, in firing order."""
+        return [layer.name for layer in self.found.layers if self.x_measured or layer.name != self.source.layer]
+
     def assign(self, ranks: int) -> dict:
         """Layer -> rank, whole layers by estimated cost (identical on every rank)."""
         scheduler = distributed.Scheduler(ranks)
         x_width = self.found.input_width
         n = self.probe.n or 1  # a loader of unknown length: the widths alone order the costs
+        measured = set(self.measured_names())
         return {layer.name: scheduler.assign(sum(
             distributed.layer_cost(e, n, int(torch.Size(layer.shape).numel()), x_width) for e in self.estimators))
-            for layer in self.found.layers}
+            for layer in self.found.layers if layer.name in measured}
 
     def pairs(self, mine: list, owners: dict, rank: int) -> int:
         return sum(1 for layer in mine for i in range(len(self.estimators))
-                   if self.shared[i] or owners[layer.name] == rank)
+                   if layer.name in owners and (self.shared[i] or owners[layer.name] == rank))
 
     def reduction_bytes(self, layer, n: int) -> int:
         """The peak of reducing and measuring one layer, estimated: the
@@ -331,7 +411,8 @@ class _Measurer:
     def fixed_bytes(self, n: int) -> int:
         """Held for the whole sweep: X's and Y's reductions, and a streamed
         probe's inputs until X is reduced."""
-        inputs = n * self.found.input_sample_bytes if self.probe.kind == "batches" else 0
+        streamed = self.probe.kind == "batches" and self.source.kind == "inputs"
+        inputs = n * self.found.input_sample_bytes if streamed else 0
         return 3 * n * n * 8 + inputs
 
     def start(self, plan, rank: int, owners: dict) -> None:
@@ -365,7 +446,18 @@ class _Measurer:
         measures it with, plan its entropies, and let the rows go."""
         if isinstance(parts, torch.Tensor):
             parts = [parts]
-        mine = [i for i in range(len(self.estimators)) if self.shared[i] or self.owners[name] == self.rank]
+        if name == self.source.layer:
+            self.prepare_xy(parts, self.known_labels)
+            waiting, self.waiting = self.waiting, []
+            for earlier in waiting:
+                self.layer(*earlier)
+            if not self.x_measured:
+                return
+        elif self.source.kind == "layer" and not self.has_xy:
+            self.waiting.append((name, [p.clone() for p in parts]))  # a hook's tensor may change after it
+            return
+        mine = [i for i in range(len(self.estimators))
+                if self.shared[i] or self.owners.get(name) == self.rank]
         if not mine:
             return
         shape = tuple(parts[0].shape[1:])
@@ -445,7 +537,8 @@ def _same_everywhere(seen: list, rank: int) -> None:
 
 def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, channels: bool = False,
                 dpi_tolerance: float | None = None, progress: bool | None = None, method: str | None = None,
-                batch_size: int | None = None, memory_budget=None, train_mode: bool = False) -> SweepResult:
+                batch_size: int | None = None, memory_budget=None, train_mode: bool = False,
+                pooling: str = "auto", x_variable=None) -> SweepResult:
     """H(T), I(X;T) and I(T;Y) for every captured layer T and every estimator.
 
     Each layer is reduced once for all estimators and its rows dropped
@@ -467,13 +560,15 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
             (N, ...), a dict of them (keyword inputs), or a re-iterable of
             batches such as an unshuffled ``DataLoader`` (tensors, dicts or
             ``(inputs, labels)`` pairs); see ``pyfastent.nn.inputs``. Floating
-            inputs are converted to the model's dtype and device. The inputs
-            are also the variable X.
+            inputs are converted to the model's dtype and device. A tensor
+            of inputs is also the variable X, except token ids fed to a
+            transformer (see ``x_variable``).
         y: the probe labels (N,) (integer), the variable Y; ``None`` when
             the batches are ``(inputs, labels)`` pairs.
         estimators: estimators to use; default ``default_estimators(x)``:
             ``Renyi()`` and ``LogDet`` with β = 100·d_input.
-        layers: which layers (see ``pyfastent.nn.capture``).
+        layers: which layers (see ``pyfastent.nn.capture``). A transformer's
+            defaults are its embedding output and every block's output.
         channels: treat conv maps per channel (Yu et al. 2020) instead of
             with the tensor kernel (Wickstrøm et al. 2019); Rényi only.
         dpi_tolerance: slack before a DPI violation is reported, in the
@@ -493,10 +588,24 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
             measured in several passes; a layer that cannot fit alone is a
             ``MemoryError`` before any work.
         train_mode: run the model in its own mode instead of eval mode.
+        pooling: how a ``[B, T, D]`` output (a transformer block's) becomes
+            one vector per sequence: ``"auto"`` (the mean over the real
+            tokens of each sequence, as the batch's ``attention_mask``
+            says, for a model with repeated blocks; nothing for other
+            models), ``"mean"``, ``"first"``, ``"last"`` or ``"none"``
+            (``pyfastent.nn.sequence``).
+        x_variable: (N, ...) samples of the variable X when it is not the
+            inputs. Without it, X is the inputs when they are a tensor,
+            but for token ids (integers, or keyword inputs) of a
+            transformer X is the embedding output, the first block's input
+            (pooled like the layers): the ids as discrete samples would
+            make every prompt its own value and I(X;T) = H(T) in every
+            layer. The result's ``metadata["x"]`` says which.
 
     Returns:
         ``SweepResult``. The DPI is checked on the layer pairs where one
-        layer is computed from the other alone (``pyfastent.nn.graph``).
+        layer is computed from the other alone (``pyfastent.nn.graph``;
+        for a transformer's blocks, consecutive blocks: the residual stream).
         Randomized estimates add their standard errors as ``h_t_se``,
         ``i_xt_se`` and ``i_ty_se``. Rows whose entropies reached log N
         are marked ``saturated`` (one ``SaturationWarning`` says how many).
@@ -505,10 +614,11 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
         raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
                          "pass Renyi(method=...) among them")
     if estimators is None:
-        estimators = default_estimators(Probe(x, batch_size=batch_size).first_batch().inputs, method)
+        estimators = default_estimators(x_for_defaults(model, Probe(x, batch_size=batch_size), x_variable), method)
     estimators = tuple(estimators)
     measured = measure_layers(model, x, y, estimators, layers, lambda i, name, shape: layer_variable(shape, channels),
-                              progress, batch_size=batch_size, memory_budget=memory_budget, train_mode=train_mode)
+                              progress, batch_size=batch_size, memory_budget=memory_budget, train_mode=train_mode,
+                              pooling=pooling, x_variable=x_variable)
     units = {e.label: e.units for e in estimators}
     saturated = _saturated_layers(measured.saturated)
     rows = [{"layer": r["layer"], "estimator": r["estimator"], "units": units[r["estimator"]],
@@ -521,6 +631,13 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
     tolerance = dpi_tolerance if dpi_tolerance is not None else {e.label: e.dpi_slack for e in estimators}
     return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how, units, measured.skipped,
                        sweep_metadata(estimators, measured))
+
+
+def x_for_defaults(model: nn.Module, probe: Probe, x_variable):
+    """The samples of X that fix the default LogDet β, or ``None`` when X
+    is a layer's output (β is then fixed when X is prepared)."""
+    source = choose_x(distributed.unwrap(model), probe.first_batch().inputs, x_variable)
+    return {"inputs": probe.first_batch().inputs, "given": source.given, "layer": None}[source.kind]
 
 
 def _saturated_layers(records: list) -> set:
@@ -553,7 +670,8 @@ def warn_saturated(rows: list, records: list) -> None:
 def sweep_metadata(estimators: tuple, measured: "Measured") -> dict:
     """What a reader of the numbers needs: each estimator's full repr,
     units, H(X), H(Y) and conventions, the plug-in H(Y) in bits, the
-    skipped layers, and how the probe streamed (passes, batch size)."""
+    skipped layers, how the probe streamed (passes, batch size), what X
+    is and how token states were pooled."""
     return {
         "estimators": {e.label: {"repr": repr(e), "units": e.units, "h_x": measured.h_xy[i][0],
                                  "h_y": measured.h_xy[i][1], "note": e.note}
@@ -562,4 +680,6 @@ def sweep_metadata(estimators: tuple, measured: "Measured") -> dict:
         "skipped_layers": measured.skipped,
         "probe_passes": measured.passes,
         "batch_size": measured.batch_size,
+        "x": measured.x_source,
+        "pooling": measured.pooling,
     }

@@ -102,16 +102,7 @@ class PlaneTable:
             lines = [_metadata_line(self.metadata)] + [_step_line(s, rows) for s, rows in _by_step(self.rows)]
             atomic_write(path, "".join(lines))
             return path
-        columns = self.columns
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
-        for r in self.rows:
-            writer.writerow(["" if r.get(c) is None else (float.__repr__(r[c]) if isinstance(r[c], float) else r[c])
-                             for c in columns])
-        meta = {"metadata": self.metadata, "columns": {c: _type_of(c, self.rows) for c in columns}}
-        atomic_write(meta_path(path), json.dumps(meta, indent=1) + "\n")
-        atomic_write(path, buf.getvalue())
+        write_csv(path, self.columns, self.rows, self.metadata)
         return path
 
     @classmethod
@@ -128,18 +119,38 @@ class PlaneTable:
             return cls(*read_log(path))
         if path.suffix != ".csv":
             raise ValueError(f"path must end in .csv or .jsonl, got {str(path)!r}")
-        meta_file = meta_path(path)
-        if not meta_file.is_file():
-            raise ValueError(f"path {str(path)!r} has no {meta_file.name} beside it (its metadata and column types)")
-        meta = json.loads(meta_file.read_text())
-        types = meta["columns"]
-        rows = []
-        with path.open(newline="") as fh:
-            for raw in csv.DictReader(fh):
-                # Empty cells are None; a metric column left empty was absent from that row.
-                row = {c: None if v == "" else _PARSE[types[c]](v) for c, v in raw.items()}
-                rows.append({c: v for c, v in row.items() if v is not None or c in BASE_COLUMNS})
-        return cls(meta["metadata"], rows)
+        return cls(*read_csv(path, BASE_COLUMNS))
+
+
+def write_csv(path: Path, columns: list, rows: list, metadata: dict) -> None:
+    """``rows`` as CSV (``None`` as an empty cell, floats as ``repr``), and
+    the metadata and column types as ``<name>.meta.json``; each atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else (float.__repr__(r[c]) if isinstance(r[c], float) else r[c])
+                         for c in columns])
+    meta = {"metadata": metadata, "columns": {c: _type_of(c, rows) for c in columns}}
+    atomic_write(meta_path(path), json.dumps(meta, indent=1) + "\n")
+    atomic_write(path, buf.getvalue())
+
+
+def read_csv(path: Path, base_columns) -> tuple[dict, list]:
+    """(metadata, rows) of a CSV written by ``write_csv``. An empty cell is
+    ``None`` in a column of ``base_columns`` and absent from the row in any
+    other (a metric that row did not have)."""
+    meta_file = meta_path(path)
+    if not meta_file.is_file():
+        raise ValueError(f"path {str(path)!r} has no {meta_file.name} beside it (its metadata and column types)")
+    meta = json.loads(meta_file.read_text())
+    types = meta["columns"]
+    rows = []
+    with path.open(newline="") as fh:
+        for raw in csv.DictReader(fh):
+            row = {c: None if v == "" else _PARSE[types[c]](v) for c, v in raw.items()}
+            rows.append({c: v for c, v in row.items() if v is not None or c in base_columns})
+    return meta["metadata"], rows
 
 
 def meta_path(path: Path) -> Path:
