@@ -183,7 +183,11 @@ def checked_states(states, mask, exclude):
     if isinstance(states, (list, tuple)):
         if not states:
             raise ValueError("states is an empty list of layers")
-        x = torch.stack([_checks.as_tensor(f"states[{i}]", s) for i, s in enumerate(states)])
+        layers = [_checks.as_tensor(f"states[{i}]", s) for i, s in enumerate(states)]
+        shapes = {tuple(layer.shape) for layer in layers}
+        if len(shapes) > 1:
+            raise ValueError(f"states: the layers must have one shape [B, T, D], got {sorted(shapes)}")
+        x = torch.stack(layers)
         layered = True
     else:
         x = _checks.as_tensor("states", states)

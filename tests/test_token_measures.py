@@ -222,6 +222,7 @@ def ref_prompt_nats_of_kernel(k, alpha=1.0):
     lambda: pf.prompt_entropy(torch.randn(2, 3, 4), normalization="log2"),
     lambda: pf.prompt_entropy(torch.randn(2, 3, 4), alpha=0),
     lambda: pf.prompt_entropy([]),
+    lambda: pf.prompt_entropy([torch.randn(2, 3, 4), torch.randn(2, 3, 5)]),
     lambda: pf.token_logdet(torch.randn(2, 3, 4), ridge=0),
     lambda: pf.dime(torch.randn(4, 3, 2), torch.randn(5, 3, 2)),
     lambda: pf.dime(torch.randn(4, 3, 2), torch.randn(4, 3, 2), permutations=0),
