@@ -27,11 +27,13 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
 from pyfastent import _checks
 from pyfastent._warnings import SaturationWarning
 from pyfastent.ops._torch_spectrum import spectrum_renyi_nats
+from pyfastent.ops import threads
 from pyfastent.ops.eigen import symmetric_eigenvalues
 from pyfastent.ops.logdet import spd_logdet
 
@@ -220,21 +222,45 @@ def checked_states(states, mask, exclude):
     return x.detach().cpu(), real, layered
 
 
-def _unit_rows(rows: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Rows [L, b, size, D] (each sequence's first ``counts`` [b] rows real,
-    the rest zero) centred over the real rows and scaled to unit norm;
-    padded rows stay zero. In the rows' precision, float32 at least:
-    float32 states lose nothing they had (torch sums in cascades), and
-    their entropies stay within 1e-4 bits of float64 ones
-    (benchmarks/bench_tokens.py checks it)."""
-    if rows.dtype not in (torch.float32, torch.float64):
-        rows = rows.to(torch.float32)
-    n = counts.to(rows.dtype)[None, :, None, None]
-    real = (torch.arange(rows.shape[2])[None, :] < counts[:, None]).to(rows.dtype)[None, :, :, None]
-    z = rows.sub_(rows.sum(2, keepdim=True) / n).mul_(real)
-    norms = torch.linalg.vector_norm(z, dim=-1, keepdim=True)
-    # A zero row (a token at its sequence's mean, or padding) stays zero: it has no direction.
-    return z.div_(torch.where(norms > 0, norms, torch.ones_like(norms)))
+def _centred_unit(z: np.ndarray) -> np.ndarray:
+    """Rows [n, D] centred over the n rows and scaled to unit norm, in
+    their precision (float32 at least: float32 states lose nothing they
+    had, NumPy sums pairwise, and their entropies stay within 1e-4 bits of
+    float64 ones; benchmarks/bench_tokens.py checks it). A row at the mean
+    has no direction and stays zero."""
+    z = z - z.mean(0)
+    norms = np.sqrt(np.einsum("ij,ij->i", z, z))
+    z /= np.where(norms > 0, norms, 1)[:, None]
+    return z
+
+
+def _kernels(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: int) -> torch.Tensor:
+    """The linear kernels of the centred unit rows of the sequences
+    ``members``, every layer: float64 [L·b, k, k] (layer-major), k = size
+    on the tokens side, or D when size > D (the features side, Zᵀ·Z, with
+    the same nonzero eigenvalues); rows and columns past a sequence's
+    tokens are zero, adding zero eigenvalues. One sequence and layer per
+    BLAS call (a symmetric product: one triangle), side by side on
+    single-threaded BLAS (``pyfastent.ops.threads``)."""
+    layers, dim = x.shape[0], x.shape[-1]
+    side = dim if size > dim else size
+    data = (x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)).numpy()
+    out = np.zeros((layers * len(members), side, side))
+    rows = [torch.nonzero(real[b]).flatten().numpy() for b in members.tolist()]
+    jobs = [(layer, j, b) for j, b in enumerate(members.tolist()) for layer in range(layers)]
+
+    def fill(chunk):
+        for layer, j, b in chunk:
+            index = rows[j]
+            contiguous = index[-1] + 1 - index[0] == len(index)  # one run of real tokens: a view
+            z = _centred_unit(data[layer, b, index[0]:index[-1] + 1] if contiguous else data[layer, b, index])
+            kernel = z.T @ z if side == dim else z @ z.T
+            out[layer * len(members) + j, :kernel.shape[0], :kernel.shape[1]] = kernel
+
+    count = threads.workers()
+    with threads.side_by_side(count) as pool:
+        list(pool.map(fill, [jobs[i::count] for i in range(count)]))
+    return torch.from_numpy(out)
 
 
 def _pooled_unit_rows(states, mask, name: str):
@@ -243,8 +269,8 @@ def _pooled_unit_rows(states, mask, name: str):
         x, real, layered = checked_states(states, mask, None)
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
-    pooled = mean_states(x, real)[:, None]  # [L, 1, B, D] float64: the sequences are the rows
-    return _unit_rows(pooled, torch.tensor([pooled.shape[2]]))[:, 0], layered
+    pooled = mean_states(x, real)  # [L, B, D] float64: the sequences are the rows
+    return torch.stack([torch.from_numpy(_centred_unit(layer.numpy())) for layer in pooled]), layered
 
 
 def _buckets(counts: torch.Tensor):
@@ -286,9 +312,7 @@ class TokenSpectra:
         counts = real.sum(1)
         stacks, where = [], []
         for members, size in _buckets(counts):
-            rows = _unit_rows(_gather(x, real, members, size), counts[members])  # [L, b, size, D]
-            kernel = rows.transpose(-1, -2) @ rows if size > dim else rows @ rows.transpose(-1, -2)
-            stacks.append(kernel.reshape(-1, *kernel.shape[-2:]).to(torch.float64))
+            stacks.append(_kernels(x, real, members, size))  # [L·b, k, k]
             where.append(members)
         parts = [(members, eig.reshape(layers, len(members), -1))
                  for members, eig in zip(where, symmetric_eigenvalues(stacks))]
