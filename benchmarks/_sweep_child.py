@@ -105,7 +105,38 @@ def tracker(args) -> dict:
         start = time.perf_counter()
         plane.step()
         timings["step_s"].append(time.perf_counter() - start)
-    return {**timings, "peak_gib": peak_gib()}
+    return {**timings, "peak_gib": peak_gib(), "step_parts_s": step_parts(net, probe_x, plane)}
+
+
+# Where a tracker step's time goes: the functions of the current tree that do each part (cumulative
+# seconds under cProfile, which adds a little to each call), and the model's forward pass timed alone.
+PARTS = {"reductions (Gram and covariance products)": ("ops/reduction.py", "reduce_rows"),
+         "spectra (eigenvalues)": ("ops/eigen.py", "symmetric_eigenvalues"),
+         "log-determinants (Cholesky)": ("ops/logdet.py", "spd_logdet")}
+
+
+def step_parts(net, probe_x, plane) -> dict | None:
+    """Seconds of one more step by part, or None for a tree without these functions (the baseline)."""
+    import cProfile
+    import pstats
+
+    import torch
+
+    if importlib.util.find_spec("pyfastent.ops.reduction") is None:
+        return None
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.runcall(plane.step)
+    parts = {"step (profiled)": time.perf_counter() - start}
+    stats = pstats.Stats(profile).stats  # (file, line, name) -> (calls, primitive, tottime, cumtime, callers)
+    for part, (file, name) in PARTS.items():
+        parts[part] = sum(v[3] for k, v in stats.items() if k[0].endswith(file) and k[2] == name)
+    net.eval()
+    with torch.no_grad():
+        start = time.perf_counter()
+        net(probe_x)  # one pass, as the step runs it when the probe set fits the memory budget
+        parts["model forward alone"] = time.perf_counter() - start
+    return parts
 
 
 def main():

@@ -11,7 +11,9 @@ so that its peak resident memory (``ru_maxrss``) is its own:
 2. One ``InformationPlane.step()`` on the 32×32 ResNet-18 with 500 probe
    samples (default estimators, no transfer entropy) against one training
    epoch over 1500 samples (``pyfastent.nn.train.train_classifier``'s
-   defaults: Adam, batches of 32), each timed twice, the faster kept.
+   defaults: Adam, batches of 32), each timed twice, the faster kept; then
+   one more step under cProfile, split into the reductions, the spectra and
+   the log-determinants, and the model's forward pass timed alone.
 3. The same with the older commit (``--baseline``, default 66ed91d: the
    main branch before the per-layer reduction and streamed passes) from a
    git worktree, for the runs it survives (at N = 2000 and at 224×224 it ran
@@ -226,6 +228,7 @@ def sweep_table(results: list, baseline: str) -> str:
 
     lines = [f"| run | N | seconds | peak GiB | baseline {baseline} seconds | baseline peak GiB | speedup | "
              "max difference |", "|---|---|---|---|---|---|---|---|"]
+    parts = []
     for r in results:
         new, old = r["new"], r.get("baseline")
         if r["job"] == "tracker":
@@ -236,13 +239,16 @@ def sweep_table(results: list, baseline: str) -> str:
             lines.append(f"| tracker step vs training epoch (1500 samples), {r['model']} | {r['n']} | step {step:.1f}, "
                          f"epoch {epoch:.1f} (step/epoch {step / epoch:.2f}) | {cell(new, 'peak_gib')} | step "
                          f"{old_step} | {cell(old, 'peak_gib')} | | |")
+            if ok and new.get("step_parts_s"):
+                parts.append(f"Where one more tracker step of {r['model']} went (cProfile, cumulative): " + ", ".join(
+                    f"{part} {seconds:.1f} s" for part, seconds in new["step_parts_s"].items()) + ".")
             continue
         diff = r.get("max_difference")
         shown = f"Rényi {diff['renyi_bits']:.1e} bits, LogDet {diff['logdet_relative']:.1e} rel." if diff else ""
         speed = f"{r['speedup']:.2f}x" if "speedup" in r else ""
         lines.append(f"| layer_sweep {r['model']} | {r['n']} | {cell(new, 'seconds')} | {cell(new, 'peak_gib')} | "
                      f"{cell(old, 'seconds')} | {cell(old, 'peak_gib')} | {speed} | {shown} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + parts if parts else []))
 
 
 def main():
