@@ -19,7 +19,7 @@ import torch
 from pyfastent import _checks
 from pyfastent.estimate import combine
 from pyfastent.estimators import Estimator, Prepared, Renyi
-from pyfastent.ops.deferred import SpectralBatch
+from pyfastent.ops.deferred import Pending, SpectralBatch
 from pyfastent.variable import Variable, as_variable
 
 _ATOMS = (torch.Tensor, np.ndarray, Variable, Prepared)
@@ -49,9 +49,12 @@ class JointEntropies:
         estimator: the estimator (``None``: ``Renyi()``).
         groups: name -> variable, ``Prepared``, or a list of them taken jointly.
         batch: the ``SpectralBatch`` to defer into; ``None`` for one of its own.
+        known: tuple of names -> ``Pending`` entropy already planned into
+            ``batch`` (by another ``JointEntropies`` of the same variables,
+            via ``pending``): a sweep plans H(X) once for all its layers.
     """
 
-    def __init__(self, estimator, groups: dict, batch: SpectralBatch | None = None):
+    def __init__(self, estimator, groups: dict, batch: SpectralBatch | None = None, known: dict | None = None):
         self.estimator = _estimator(estimator)
         self.batch = batch if batch is not None else SpectralBatch()
         self._groups = {}
@@ -61,7 +64,7 @@ class JointEntropies:
             self._groups[name] = [self.estimator.prepare(a, n) for a, n in items]
             counts.extend((n, p.n) for (_, n), p in zip(items, self._groups[name]))
         _checks.same_sample_count(counts)
-        self._memo: dict = {}
+        self._memo: dict = {frozenset(names): pending for names, pending in (known or {}).items()}
 
     def seal(self) -> None:
         """No more requests: the prepared variables are released (the
@@ -76,6 +79,11 @@ class JointEntropies:
                 raise RuntimeError(f"joint entropy of {sorted(key)} requested after planning was sealed")
             self._memo[key] = self.estimator.defer_joint_entropy(
                 [p for n in sorted(key) for p in self._groups[n]], self.batch)
+
+    def pending(self, *names: str) -> Pending:
+        """The planned (requested if need be) entropy of ``names``, unsolved."""
+        self.request(*names)
+        return self._memo[frozenset(names)]
 
     def __call__(self, *names: str) -> float:
         key = frozenset(names)

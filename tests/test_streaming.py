@@ -125,6 +125,34 @@ def test_the_planner_splits_layers_when_they_do_not_fit_together():
     assert len(reached) < tight.metadata["probe_passes"] * math.ceil(N / 16) + 1
 
 
+@pytest.mark.parametrize("budgeted", [False, True])
+def test_h_x_is_one_spectrum_for_all_layers(monkeypatch, budgeted):
+    """Each layer's row plans H(T), H(X,T) and H(T,Y); H(X) is solved once
+    per estimator and sweep, however many probe passes it takes, and the
+    metadata's H(X) is that value."""
+    from pyfastent.ops import eigen
+
+    solve, sizes = eigen.symmetric_eigenvalues, []
+
+    def spy(matrices):
+        sizes.extend(m.shape[-1] for m in matrices for _ in range(m.shape[0] if m.dim() == 3 else 1))
+        return solve(matrices)
+
+    x, y = data()
+    budget = {}
+    if budgeted:
+        budget = dict(batch_size=16, memory_budget=smallest_budget(
+            lambda b: pnn.layer_sweep(mlp(), x, y, estimators=(pf.Renyi(),), batch_size=16, memory_budget=b)))
+    monkeypatch.setattr(eigen, "symmetric_eigenvalues", spy)
+    result = pnn.layer_sweep(mlp(), x, y, estimators=(pf.Renyi(),), **budget)
+    passes = result.metadata["probe_passes"]
+    assert passes > 1 if budgeted else passes == 1
+    # The class blocks of H(T,Y) are ~N/3 rows: only H(X), H(T) and H(X,T) are N x N.
+    assert sizes.count(N) == 2 * len(result.rows) + 1
+    direct = float(pf.Renyi().entropy(x))
+    assert result.metadata["estimators"][result.rows[0]["estimator"]]["h_x"] == pytest.approx(direct, abs=1e-9)
+
+
 def test_an_impossible_budget_is_a_memory_error_before_the_real_work():
     x, y = data()
     net = mlp()

@@ -375,6 +375,7 @@ class _Measurer:
         self.finishes: dict = {}  # (i, name) -> function giving the row
         self.held: dict = {}  # (i, name) -> Prepared, for the estimators measured by all ranks
         self.batch = None
+        self.marginals_planned: dict = {}  # estimator index -> H(X), H(Y) pending in the sweep's batch
         self.bar = None
         self.where = ""  # the pass, for the progress bar
 
@@ -417,6 +418,7 @@ class _Measurer:
 
     def start(self, plan, rank: int, owners: dict) -> None:
         self.batch = SpectralBatch(max_bytes=plan.spectral_bytes)
+        self.marginals_planned = {}
         self.rank, self.owners = rank, owners
 
     def prepare_xy(self, x_parts: list, labels) -> None:
@@ -437,9 +439,15 @@ class _Measurer:
         self.labels = labels
 
     def marginals(self) -> list:
-        """(H(X), H(Y)) per estimator, as floats in its units."""
-        return [(float(e.joint_entropy([px])), float(e.joint_entropy([py])))
-                for e, (px, py) in zip(self.estimators, self.prepared_xy)]
+        """(H(X), H(Y)) per estimator, as floats in its units: the values
+        planned for its layers, or computed now (an estimator measured on
+        other ranks, or by all ranks together)."""
+        out = []
+        for i, (e, (px, py)) in enumerate(zip(self.estimators, self.prepared_xy)):
+            planned = self.marginals_planned.get(i)
+            out.append((float(planned[("x",)].value), float(planned[("y",)].value)) if planned else
+                       (float(e.joint_entropy([px])), float(e.joint_entropy([py]))))
+        return out
 
     def layer(self, name: str, parts) -> None:
         """Reduce one layer's complete rows for the estimators this rank
@@ -473,8 +481,17 @@ class _Measurer:
             if self.shared[i]:
                 self.held[(i, name)] = prepared
             else:
-                self.finishes[(i, name)] = _plan_layer(est, prepared, self.prepared_xy[i], self.batch)
+                self.finishes[(i, name)] = _plan_layer(est, prepared, self.prepared_xy[i], self.batch,
+                                                       self._marginals(i))
                 self._done(est, name)
+
+    def _marginals(self, i: int) -> dict:
+        """H(X) and H(Y) of estimator i, planned into the sweep's batch once for all its layers."""
+        if i not in self.marginals_planned:
+            px, py = self.prepared_xy[i]
+            h = JointEntropies(self.estimators[i], {"x": px, "y": py}, self.batch)
+            self.marginals_planned[i] = {("x",): h.pending("x"), ("y",): h.pending("y")}
+        return self.marginals_planned[i]
 
     def _done(self, est, name) -> None:
         if self.bar is not None:
@@ -509,11 +526,12 @@ def _union(needs) -> Needs:
     return functools.reduce(lambda a, b: a | b, needs, Needs())
 
 
-def _plan_layer(est: Estimator, prepared, xy: tuple, batch: SpectralBatch):
-    """Request H(T), H(X,T) and H(T,Y) (and H(X), H(Y)) into ``batch``;
-    returns the function that reads the row once the batch is solved."""
+def _plan_layer(est: Estimator, prepared, xy: tuple, batch: SpectralBatch, marginals: dict | None = None):
+    """Request H(T), H(X,T) and H(T,Y) (and H(X), H(Y) unless ``marginals``
+    has them, planned into the same batch) into ``batch``; returns the
+    function that reads the row once the batch is solved."""
     px, py = xy
-    h = JointEntropies(est, {"x": px, "y": py, "t": prepared}, batch)
+    h = JointEntropies(est, {"x": px, "y": py, "t": prepared}, batch, known=marginals)
     for names in (("x",), ("y",), ("t",), ("x", "t"), ("t", "y")):
         h.request(*names)
     h.seal()
