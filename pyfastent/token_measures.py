@@ -116,12 +116,9 @@ def logdets(x: torch.Tensor, real: torch.Tensor, ridge: float) -> torch.Tensor:
     counts = real.sum(1)
     out = torch.empty(x.shape[0], x.shape[1], dtype=torch.float64)
     for members, size in _buckets(counts):
-        rows = _gather(x, real, members, size).to(torch.float64)  # [L, b, size, D], padded rows zero
-        rows = rows - rows.mean(-1, keepdim=True)  # a padded row stays zero
-        gram = rows @ rows.transpose(-1, -2)  # [L, b, size, size]
+        gram = _kernels(x, real, members, size, _feature_centred, tokens_side=True)  # [L·b, size, size]
         gram.diagonal(dim1=-2, dim2=-1).add_(ridge)  # padded rows: ridge·I, log det (size − n)·log ridge
-        flat = gram.reshape(-1, size, size)
-        logdet = spd_logdet(flat, what="the regularized token Gram matrix").reshape(gram.shape[:2])
+        logdet = spd_logdet(gram, what="the regularized token Gram matrix").reshape(x.shape[0], len(members))
         n = counts[members].double()
         out[:, members] = (logdet - (size - n) * math.log(ridge)) / n
     return out
@@ -234,16 +231,26 @@ def _centred_unit(z: np.ndarray) -> np.ndarray:
     return z
 
 
-def _kernels(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: int) -> torch.Tensor:
-    """The linear kernels of the centred unit rows of the sequences
-    ``members``, every layer: float64 [L·b, k, k] (layer-major), k = size
-    on the tokens side, or D when size > D (the features side, Zᵀ·Z, with
-    the same nonzero eigenvalues); rows and columns past a sequence's
-    tokens are zero, adding zero eigenvalues. One sequence and layer per
-    BLAS call (a symmetric product: one triangle), side by side on
-    single-threaded BLAS (``pyfastent.ops.threads``)."""
+def _feature_centred(z: np.ndarray) -> np.ndarray:
+    """Rows [n, D] in float64, each centred over its own D features (LLM-Check's
+    J_d): the ridge of 1e-3 is below float32 round-off of their Gram matrix."""
+    z = z.astype(np.float64)
+    return z - z.mean(1, keepdims=True)
+
+
+def _kernels(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: int, prepare=_centred_unit,
+             tokens_side: bool = False) -> torch.Tensor:
+    """The linear kernels of ``prepare``d real rows (default: centred unit
+    rows) of the sequences ``members``, every layer: float64 [L·b, k, k]
+    (layer-major), k = size on the tokens side, or D when size > D and not
+    ``tokens_side`` (the features side, Zᵀ·Z, with the same nonzero
+    eigenvalues); rows and columns past a sequence's tokens are zero,
+    adding zero eigenvalues. One sequence and layer per BLAS call (a
+    symmetric product: one triangle), side by side on single-threaded BLAS
+    (``pyfastent.ops.threads``)."""
     layers, dim = x.shape[0], x.shape[-1]
-    side = dim if size > dim else size
+    features = size > dim and not tokens_side
+    side = dim if features else size
     data = (x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)).numpy()
     out = np.zeros((layers * len(members), side, side))
     rows = [torch.nonzero(real[b]).flatten().numpy() for b in members.tolist()]
@@ -253,8 +260,8 @@ def _kernels(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: i
         for layer, j, b in chunk:
             index = rows[j]
             contiguous = index[-1] + 1 - index[0] == len(index)  # one run of real tokens: a view
-            z = _centred_unit(data[layer, b, index[0]:index[-1] + 1] if contiguous else data[layer, b, index])
-            kernel = z.T @ z if side == dim else z @ z.T
+            z = prepare(data[layer, b, index[0]:index[-1] + 1] if contiguous else data[layer, b, index])
+            kernel = z.T @ z if features else z @ z.T
             out[layer * len(members) + j, :kernel.shape[0], :kernel.shape[1]] = kernel
 
     count = threads.workers()
@@ -281,19 +288,6 @@ def _buckets(counts: torch.Tensor):
         yield torch.nonzero(sizes == size).flatten(), int(size)
 
 
-def _gather(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: int) -> torch.Tensor:
-    """The real rows of the sequences ``members``, moved to the front and
-    zero-padded to ``size``: [L, len(members), size, D] in x's dtype."""
-    out = x.new_zeros(x.shape[0], len(members), size, x.shape[-1])
-    for j, b in enumerate(members.tolist()):
-        rows = torch.nonzero(real[b]).flatten()
-        if len(rows) == rows[-1] + 1:  # the real tokens come first (right padding): one slice
-            out[:, j, : len(rows)] = x[:, b, : len(rows)]
-        else:
-            out[:, j, : len(rows)] = x[:, b, rows]
-    return out
-
-
 class TokenSpectra:
     """The spectra of every sequence's (and layer's) token kernel: the
     eigenvalues of the linear kernel of its centred unit rows, solved once
@@ -316,7 +310,7 @@ class TokenSpectra:
             where.append(members)
         parts = [(members, eig.reshape(layers, len(members), -1))
                  for members, eig in zip(where, symmetric_eigenvalues(stacks))]
-        return cls(parts, real.sum(1), layers, dim)
+        return cls(parts, counts, layers, dim)
 
     def nats(self, alpha: float) -> torch.Tensor:
         """S_α in nats, [L, B]. A sequence whose centred rows are all zero
