@@ -15,7 +15,7 @@ Paths, each given the same batches:
   ``matrixAlphaEntropy``: ``torch.linalg.eigh`` with eigenvectors of K /
   trace in the states' precision, eigenvalues > 0 renormalized;
 - ``careful loop``: the same loop as a careful user would write it without
-  that code's clamp: eigenvalues only (``torch.linalg.eigvalsh``, float64).
+  that code's clamp: eigenvalues only (NumPy's ``eigvalsh``, float64).
 
 Floors beside them: the float64 eigenvalues alone (Gram matrices built
 before the clock starts) through ``pyfastent.ops.eigen.symmetric_eigenvalues``
@@ -97,14 +97,12 @@ def that_code_entropy(h: torch.Tensor) -> float:
 
 
 def careful_entropy(h: torch.Tensor) -> float:
-    """The native definition, eigenvalues only, float64."""
-    h = h.double()
-    h = h - h.mean(dim=0)
-    h = h / torch.norm(h, dim=1, keepdim=True)
-    k = h @ h.T
-    eig = torch.linalg.eigvalsh(k / torch.trace(k))
-    eig = eig[eig > 0]
-    return float(-(eig * torch.log(eig)).sum())
+    """The native definition as a careful user writes it: ``numpy_nats``,
+    float64, eigenvalues only with NumPy's ``eigvalsh`` (OpenBLAS), which
+    was the fastest one-matrix-at-a-time driver for these Gram matrices on
+    this machine (100 prompts, eigenvalues alone, side by side: NumPy 0.81 s,
+    SciPy evd 0.86 s, torch 0.94 s)."""
+    return numpy_nats(h.numpy(), clamp=False)
 
 
 def numpy_nats(tokens: np.ndarray, clamp: bool) -> float:

@@ -182,9 +182,10 @@ def token_profile(model: nn.Module, prompts, tokenizer=None, measures=MEASURES, 
             for (measure, norm), values in per_prompt.items() for k in range(values.shape[0])]
     order = {norm: i for i, norm in enumerate((None,) + normalizations)}
     rows.sort(key=lambda r: (MEASURES.index(r["measure"]), order[r["normalization"]], r["layer"]))
-    metadata = {"model": type(model).__name__, "prompts": count, "states": states.where, "alpha": alpha, "base": float(base), "units": units,
-                "normalizations": list(normalizations), "measures": list(measures), "batch_size": batch_size,
-                "max_length": max_length, "exclude_special": exclude_special, "ridge": ridge,
+    metadata = {"model": type(model).__name__, "prompts": count, "states": states.where, "alpha": alpha,
+                "base": float(base), "units": units, "normalizations": list(normalizations),
+                "measures": list(measures), "batch_size": batch_size, "max_length": max_length,
+                "exclude_special": exclude_special, "ridge": ridge,
                 "dataset_pooling": "mean of each prompt's raw states over its real tokens"}
     return TokenProfile(rows, metadata, per_prompt)
 
