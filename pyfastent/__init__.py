@@ -23,7 +23,8 @@ from pyfastent.estimate import Estimate
 from pyfastent.info import backend_info
 from pyfastent.ops import gram, renyi_entropy_from_gram
 from pyfastent.significance import PermutationResult, permutation_test
-from pyfastent.token_measures import dataset_entropy, dime, effective_rank, prompt_entropy, token_logdet
+from pyfastent.token_measures import curvature, dataset_entropy, effective_rank, prompt_entropy, token_logdet
+from pyfastent.view_measures import dime, infonce, lidar
 from pyfastent.variable import Variable
 
 __version__ = "0.1.0"
@@ -53,11 +54,14 @@ __all__ = [
     "Variable",
     "backend_info",
     "conditional_mutual_information",
+    "curvature",
     "dataset_entropy",
     "dime",
     "dual_total_correlation",
     "effective_rank",
     "gram",
+    "infonce",
+    "lidar",
     "mutual_information",
     "permutation_test",
     "pid",

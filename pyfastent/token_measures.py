@@ -6,7 +6,10 @@ Language Models" (ICML 2025), measure every layer of a language model by
 the matrix-based entropy of each prompt's tokens ("prompt entropy") and of
 the mean-pooled prompts ("dataset entropy"); Diff-eRank (Wei et al.,
 NeurIPS 2024) uses the effective rank exp(S₁); LLM-Check (Sriramanan et
-al., NeurIPS 2024) the log-determinant of the tokens' covariance.
+al., NeurIPS 2024) the log-determinant of the tokens' covariance; the
+curvature of the token trajectory is Hosseini & Fedorenko's (NeurIPS 2023).
+Measures of several views of each prompt (DiME, LiDAR, InfoNCE) are in
+``pyfastent.view_measures``.
 
 States are ``[B, T, D]`` (B sequences of up to T tokens) or ``[L, B, T, D]``
 (L layers at once), or a list of L ``[B, T, D]`` tensors (a Hugging Face
@@ -25,15 +28,14 @@ units of ``base``), ``"logN"`` (÷ ln n), ``"logD"`` (÷ ln D), ``"maxEntropy"``
 from __future__ import annotations
 
 import math
-import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from pyfastent import _checks
-from pyfastent._warnings import SaturationWarning
-from pyfastent.ops._torch_spectrum import spectrum_renyi_nats
 from pyfastent.ops import threads
+from pyfastent.ops._torch_spectrum import spectrum_renyi_nats
 from pyfastent.ops.eigen import symmetric_eigenvalues
 from pyfastent.ops.logdet import spd_logdet
 
@@ -124,46 +126,69 @@ def logdets(x: torch.Tensor, real: torch.Tensor, ridge: float) -> torch.Tensor:
     return out
 
 
-def dime(view_a, view_b, mask_a=None, mask_b=None, alpha: float = 1.0, base: float = 2,
-         normalization: str = "raw", permutations: int = 10, seed: int = 0) -> torch.Tensor:
-    """DiME (Skean et al., 2025): how much more two views of the same
-    sequences agree than views of random pairs of sequences,
-    E_P[S_α(A ∘ P·B·Pᵀ)] − S_α(A ∘ B), A and B the linear kernels of the two
-    views' mean-pooled states (as ``dataset_entropy`` pools them) and P
-    random permutations of the sequences (``permutations`` of them, drawn
-    with ``seed``, the same for every layer).
+class Curvature(NamedTuple):
+    """What ``curvature`` measured.
+
+    Attributes:
+        mean: float64 [L] (a scalar for unlayered states): the mean over the
+            measured prompts, radians.
+        per_prompt: float64 [L, M]: each measured prompt's mean angle.
+        prompts: long [M]: which prompts were measured (those with at least
+            k + 2 real tokens).
+        left_out: how many prompts had too few tokens.
+    """
+
+    mean: torch.Tensor
+    per_prompt: torch.Tensor
+    prompts: torch.Tensor
+    left_out: int
+
+
+def curvature(states, mask=None, k: int = 1, exclude=None) -> Curvature:
+    """Mean curvature of each prompt's token trajectory (Hosseini &
+    Fedorenko, NeurIPS 2023): with v_t = x_{t+1} − x_t the steps between
+    consecutive real tokens' raw states, the mean over t of the angle
+    arccos(v_t·v_{t+k} / (‖v_t‖‖v_{t+k}‖)) in radians, the cosine clamped
+    to [−1, 1] (a straight trajectory has curvature 0, a reversal π),
+    computed as 2·atan2(‖u − w‖, ‖u + w‖) of the unit steps u, w: the same
+    angle, without arccos's loss of precision near 0 and π.
+    Steps of length 0 (a repeated state) have no direction and are left
+    out of the angles they enter (a prompt of one repeated state has
+    curvature 0). Prompts with fewer than k + 2 real tokens
+    (no pair of steps k apart) are left out and counted.
+
+    Skean et al.'s ``compute_curvature`` measures the angle between the
+    centred, unit-normalized *states* i and i + k instead, and returns NaN
+    for a repeated state (``pyfastent.compat.information_flow`` reproduces it).
 
     Args:
-        view_a, view_b: the two views' states, shaped alike ([B, T, D], [L, B, T, D] or lists).
-        mask_a, mask_b: their masks.
+        states: [B, T, D], [L, B, T, D] or a list of L [B, T, D].
+        mask, exclude: as ``prompt_entropy``.
+        k: the step lag ≥ 1.
 
     Returns:
-        a float64 scalar tensor (or [L]).
+        ``Curvature``; a ValueError when no prompt has k + 2 real tokens.
     """
-    from pyfastent.estimators import Renyi
-    from pyfastent.measures import mutual_information
-    from pyfastent.significance import permutation_test
-
-    _checks.choice("normalization", normalization, NORMALIZATIONS)
-    permutations = _checks.positive_int("permutations", permutations)
-    pooled = [_pooled_unit_rows(v, m, name) for v, m, name in ((view_a, mask_a, "view_a"),
-                                                                (view_b, mask_b, "view_b"))]
-    (a, layered), (b, _) = pooled
-    if a.shape != b.shape:
-        raise ValueError(f"view_b has shape {tuple(b.shape)} after pooling but view_a {tuple(a.shape)}")
-    est = Renyi(alpha=alpha, kernel="linear", base=math.e)
-    out = []
-    for layer_a, layer_b in zip(a, b):
-        with warnings.catch_warnings():
-            # Joints near log B are what DiME compares, not a sign of too few sequences.
-            warnings.simplefilter("ignore", SaturationWarning)
-            test = permutation_test(mutual_information, layer_a, layer_b, estimator=est,
-                                    n_permutations=permutations, seed=seed)
-        out.append(test.value - test.null_mean)
-    nats = torch.tensor(out, dtype=torch.float64)[:, None]
-    n = torch.full((1,), a.shape[1], dtype=torch.float64)
-    value = normalized(nats, n, a.shape[-1], normalization, _checks.log_base(base))[:, 0]
-    return value if layered else value[0]
+    k = _checks.positive_int("k", k)
+    x, real, layered = checked_states(states, mask, exclude)
+    counts = real.sum(1)
+    prompts = torch.nonzero(counts >= k + 2).flatten()
+    if prompts.numel() == 0:
+        raise ValueError(f"k: no prompt has the k + 2 = {k + 2} real tokens that one angle needs "
+                         f"(the longest has {int(counts.max())})")
+    out = torch.empty(x.shape[0], prompts.numel(), dtype=torch.float64)
+    for j, b in enumerate(prompts.tolist()):
+        steps = torch.diff(x[:, b, real[b]].to(torch.float64), dim=1)  # [L, n − 1, D]
+        length = torch.linalg.vector_norm(steps, dim=-1, keepdim=True)  # [L, n − 1, 1]
+        unit = steps / torch.where(length > 0, length, 1.0)
+        first, later = unit[:, :-k], unit[:, k:]
+        both = (length[:, :-k, 0] > 0) & (length[:, k:, 0] > 0)
+        angles = 2 * torch.atan2(torch.linalg.vector_norm(first - later, dim=-1),
+                                 torch.linalg.vector_norm(first + later, dim=-1))
+        used = both.sum(1)
+        out[:, j] = torch.where(used > 0, (angles * both).sum(1) / used.clamp(min=1), 0.0)
+    mean = out.mean(1)
+    return Curvature(mean if layered else mean[0], out, prompts, int(counts.shape[0] - prompts.numel()))
 
 
 # ---- internals -------------------------------------------------------------------------
@@ -251,7 +276,7 @@ def _kernels(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: i
     layers, dim = x.shape[0], x.shape[-1]
     features = size > dim and not tokens_side
     side = dim if features else size
-    data = (x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)).numpy()
+    data = x.to(kernel_dtype(x.dtype)).numpy()
     out = np.zeros((layers * len(members), side, side))
     rows = [torch.nonzero(real[b]).flatten().numpy() for b in members.tolist()]
     jobs = [(layer, j, b) for j, b in enumerate(members.tolist()) for layer in range(layers)]
@@ -270,14 +295,10 @@ def _kernels(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: i
     return torch.from_numpy(out)
 
 
-def _pooled_unit_rows(states, mask, name: str):
-    """Mean-pooled raw states per sequence ([L, B, D]), for DiME; and whether layered."""
-    try:
-        x, real, layered = checked_states(states, mask, None)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
-    pooled = mean_states(x, real)  # [L, B, D] float64: the sequences are the rows
-    return torch.stack([torch.from_numpy(_centred_unit(layer.numpy())) for layer in pooled]), layered
+def kernel_dtype(states: torch.dtype) -> torch.dtype:
+    """The dtype token kernels are computed in: float64 for float64 states,
+    else float32 (half-precision states are widened first)."""
+    return torch.float64 if states == torch.float64 else torch.float32
 
 
 def _buckets(counts: torch.Tensor):
@@ -294,10 +315,11 @@ class TokenSpectra:
     (one batched eigenproblem per bucket of lengths), from which entropies
     of any order are read."""
 
-    def __init__(self, parts: list, counts: torch.Tensor, layers: int, dim: int):
+    def __init__(self, parts: list, counts: torch.Tensor, layers: int, dim: int, built: torch.dtype):
         self.parts = parts  # (sequence indices, eigenvalues [L, b, k])
         self.counts = counts  # [B] real tokens per sequence
         self.layers, self.dim = layers, dim
+        self.built = built  # the dtype the kernels were computed in: its round-off eigenvalues are zero
 
     @classmethod
     def of(cls, x: torch.Tensor, real: torch.Tensor) -> "TokenSpectra":
@@ -310,7 +332,7 @@ class TokenSpectra:
             where.append(members)
         parts = [(members, eig.reshape(layers, len(members), -1))
                  for members, eig in zip(where, symmetric_eigenvalues(stacks))]
-        return cls(parts, counts, layers, dim)
+        return cls(parts, counts, layers, dim, kernel_dtype(x.dtype))
 
     def nats(self, alpha: float) -> torch.Tensor:
         """S_α in nats, [L, B]. A sequence whose centred rows are all zero
@@ -318,7 +340,7 @@ class TokenSpectra:
         out = torch.zeros(self.layers, self.counts.shape[0], dtype=torch.float64)
         for members, eig in self.parts:
             empty = eig.amax(-1) <= 0
-            nats = spectrum_renyi_nats(torch.where(empty[..., None], torch.ones_like(eig), eig), alpha)
+            nats = spectrum_renyi_nats(torch.where(empty[..., None], torch.ones_like(eig), eig), alpha, self.built)
             out[:, members] = torch.where(empty, torch.zeros_like(nats), nats)
         return out
 

@@ -120,4 +120,4 @@ def _psd_renyi_nats(a: torch.Tensor, alpha: float) -> torch.Tensor:
     if bool((smallest < -slack).any()):
         raise ValueError(f"A is not positive semidefinite: smallest eigenvalue {float(smallest.min()):.3g} "
                          "(a Gram matrix has none below round-off)")
-    return _torch_spectrum.spectrum_renyi_nats(eig, alpha)
+    return _torch_spectrum.spectrum_renyi_nats(eig, alpha, a.dtype)

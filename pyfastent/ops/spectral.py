@@ -22,21 +22,25 @@ at once (matrix-matrix products).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from pyfastent.ops._torch_spectrum import (ENTRY_ROUNDOFF, frobenius_renyi2_nats, roundoff_floor,
+                                            spectrum_renyi_nats, squared_norm64)
 from pyfastent.ops.operators import DenseOperator
 
 
 @dataclass(frozen=True)
 class TraceFunction:
-    """f, and S_α as a function of T = Σ f(λ) with its derivative."""
+    """f, and S_α as a function of T = Σ f(λ) with its derivative; λ at or
+    below ``floor`` (the round-off of the matrix's entries) counts as 0."""
 
     alpha: float
+    floor: float = 0.0
 
     def f(self, lam: torch.Tensor) -> torch.Tensor:
-        lam = lam.clamp(min=0.0)
+        lam = torch.where(lam > self.floor, lam, torch.zeros_like(lam)).clamp(min=0.0)
         positive = lam > 0
         log_lam = torch.where(positive, lam, torch.ones_like(lam)).log()
         if self.alpha == 1.0:
@@ -110,12 +114,12 @@ class LanczosConfig:
 
 def exact_sum(matrix: torch.Tensor, fn: TraceFunction) -> float:
     """Σ f(λ) over the eigenvalues of a (small) symmetric [n, n] block, in
-    float64, with λ ≤ n·ε·λ_max counted as 0 (the eigensolver's round-off)."""
+    float64, with λ ≤ n·ε·λ_max counted as 0 (ε of the block's dtype: the
+    round-off of its entries)."""
     from pyfastent.ops.eigen import eigenvalues
 
     lam = eigenvalues(matrix)
-    floor = lam.shape[-1] * torch.finfo(torch.float64).eps * lam.amax().clamp(min=0)
-    lam = torch.where(lam > floor, lam, torch.zeros_like(lam))
+    lam = torch.where(lam > roundoff_floor(lam, matrix.dtype), lam, torch.zeros_like(lam))
     return float(fn.f(lam).sum())
 
 
@@ -137,7 +141,7 @@ def randomized_sum(op, fn: TraceFunction, config: LanczosConfig, generator: torc
     """
     head = _krylov_head(op, fn, config, generator)
     nodes, weights = _projected_quadrature(op, head.basis, config, generator)  # [s, m] each
-    f = fn.f(nodes)
+    f = head.fn.f(nodes)
     measure = weights.flatten()  # the probes' estimate of the remaining spectral measure
     design = torch.stack([nodes.flatten(), nodes.flatten() ** 2], dim=1)  # [s·m, 2]
     root = measure.sqrt()
@@ -157,6 +161,7 @@ class _Head:
     basis: torch.Tensor  # Q [n, k]
     trace: float  # tr(Qᵀ A Q)
     squared: float  # ‖A Q‖_F² = tr(Qᵀ A² Q)
+    fn: TraceFunction  # with the round-off floor of the operator's dtype
 
 
 def _krylov_head(op, fn: TraceFunction, config: LanczosConfig, generator: torch.Generator) -> _Head:
@@ -191,9 +196,10 @@ def _krylov_head(op, fn: TraceFunction, config: LanczosConfig, generator: torch.
             t[(j + 1) * b:(j + 2) * b, j * b:(j + 1) * b] = off[j].double()
             t[j * b:(j + 1) * b, (j + 1) * b:(j + 2) * b] = off[j].double().T
     theta, u = torch.linalg.eigh(t)
+    fn = replace(fn, floor=ENTRY_ROUNDOFF * torch.finfo(op.dtype).eps * float(theta.max().clamp(min=0)))
     kept = config.depth * b
     value = float((u[:kept, :] ** 2).sum(0) @ fn.f(theta))
-    return _Head(value, torch.cat(blocks[: config.depth], dim=1), trace, squared)
+    return _Head(value, torch.cat(blocks[: config.depth], dim=1), trace, squared, fn)
 
 
 def _projected_quadrature(op, deflation: torch.Tensor, config: LanczosConfig, generator: torch.Generator):
@@ -250,7 +256,6 @@ def groups_of(codes: list) -> list:
 
 def plugin_renyi_nats(groups: list, n: int, alpha: float) -> float:
     """Joint of delta-kernel variables only: the spectrum is the groups' frequencies."""
-    from pyfastent.ops._torch_spectrum import spectrum_renyi_nats
 
     sizes = torch.tensor([len(g) for g in groups], dtype=torch.float64)
     return float(spectrum_renyi_nats(sizes / n, alpha))
@@ -261,7 +266,6 @@ def defer_exact_renyi_nats(joint: torch.Tensor, alpha: float, groups: list | Non
     spectrum is solved with ``batch`` (a ``SpectralBatch``), restricted to
     the class blocks ``groups`` when delta-kernel variables are in the
     joint: C blocks cost ~N³/C² instead of N³. α = 2 needs no spectrum."""
-    from pyfastent.ops._torch_spectrum import frobenius_renyi2_nats, spectrum_renyi_nats, squared_norm64
     from pyfastent.ops.deferred import Pending
 
     if alpha == 2.0:
@@ -271,7 +275,8 @@ def defer_exact_renyi_nats(joint: torch.Tensor, alpha: float, groups: list | Non
         blocks = (joint.index_select(0, g).index_select(1, g) for g in groups)
         return Pending.done(-math.log(sum(float(squared_norm64(b)) for b in blocks) / trace**2))
     blocks = [joint] if groups is None else [joint.index_select(0, g).index_select(1, g) for g in groups]
-    return batch.add(blocks, lambda eig: float(spectrum_renyi_nats(eig, alpha)))
+    built = joint.dtype
+    return batch.add(blocks, lambda eig: float(spectrum_renyi_nats(eig, alpha, built)))
 
 
 def _split(config: LanczosConfig) -> bool:
