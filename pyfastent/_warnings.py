@@ -32,3 +32,9 @@ def warn_once_per_call_site(message: str, category: type) -> None:
         return
     _warned_sites.add((filename, lineno, category))
     warnings.warn_explicit(message, category, filename, lineno, module=module)
+
+
+class HookWarning(UserWarning):
+    """A hook of pyfastent on the user's model could not interpret a call
+    (keyword-only inputs it cannot read, outputs of a changing shape): it
+    recorded nothing for that call, and the model ran as if unhooked."""

@@ -67,6 +67,13 @@ def _series(table, estimator, qx, qy):
 
 def _trajectories(ax, series: dict, colours: dict, xlabel: str, ylabel: str, title: str):
     times = [t for (ts, _, _) in series.values() for t in ts]
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    if not times:
+        ax.text(0.5, 0.5, "no rows of this estimator", transform=ax.transAxes, ha="center", va="center", fontsize=8)
+        return
     lo, hi = min(times), max(times)
     span = (hi - lo) or 1
     for layer, (ts, xs, ys) in series.items():
@@ -77,10 +84,6 @@ def _trajectories(ax, series: dict, colours: dict, xlabel: str, ylabel: str, tit
             ax.scatter([x], [y], s=12 + 40 * age, color=colour, alpha=0.25 + 0.75 * age, linewidths=0, zorder=2)
         ax.scatter([xs[-1]], [ys[-1]], s=70, facecolors="none", edgecolors=colour, linewidths=1.5, zorder=3)
         ax.plot([], [], "-o", color=colour, label=layer)  # the legend entry
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
 
 
 def _legend(fig, ax, time_label: str, first, last):

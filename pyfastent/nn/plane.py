@@ -11,17 +11,17 @@ import pyfastent
 from pyfastent import _checks, distributed
 from pyfastent.estimate import Estimate
 from pyfastent.estimators import Discrete, LogDet, Renyi
-from pyfastent.nn.capture import hook_layer, hidden_state, select_layers
+from pyfastent.nn.capture import select_layers
 from pyfastent.nn.inputs import Probe
-from pyfastent.nn.sequence import resolve_pooling
+from pyfastent.nn.sequence import point_descriptions, resolve_pooling
 from pyfastent.nn.sweep import choose_x, default_estimators, layer_variable, measure_layers, x_for_defaults
 from pyfastent.nn.table import PlaneTable, StepLog, metric_values
+from pyfastent.nn.training_hooks import INPUT, TrainingRecorder
 from pyfastent.nn.transfer import TrainingSeries, binarized, mean_pairwise_te, neuron_grid, pairwise_te, sampled_te
 from pyfastent.significance import permutation_test
 from pyfastent.variable import Variable
 from pyfastent.widths import Smoothed
 
-INPUT = "input"
 TE_ESTIMATOR = "binary-te"  # the estimator column of layer transfer-entropy rows
 
 
@@ -140,7 +140,7 @@ class InformationPlane:
         self.pooling, self.x_variable = pooling, x_variable
         net = distributed.unwrap(model)
         self._x_said = choose_x(net, probe.first_batch().inputs, x_variable).describe(resolve_pooling(net, pooling))
-        x_samples = x_for_defaults(model, probe, x_variable)
+        x_samples = x_for_defaults(model, probe, x_variable, pooling)
         self.estimators = tuple(estimators) if estimators is not None else default_estimators(x_samples, method)
         for est in self.estimators:
             if isinstance(est, LogDet) and x_samples is not None:
@@ -162,7 +162,7 @@ class InformationPlane:
         self._measuring = False
         self._sigma: dict = {}
         self._series = TrainingSeries(self.te.window) if self.te else None
-        self._handles: list = []
+        self._recorder = None
         self.table = PlaneTable(self._metadata())
         self._log = None
         if log is not None:
@@ -193,6 +193,7 @@ class InformationPlane:
             "model": type(self.model).__name__,
             "probe_size": n_probe,
             "layers": self.names,
+            "points": point_descriptions(distributed.unwrap(self.model), self.names),
             "estimators": [e.label for e in self.estimators],
             "estimator_reprs": {e.label: repr(e) for e in self.estimators},
             "units": {e.label: e.units for e in self.estimators},
@@ -208,26 +209,13 @@ class InformationPlane:
         }
 
     def _attach_te_hooks(self):
-        def record(name):
-            def hook(output):
-                if self.model.training and not self._measuring:
-                    self._series.add(name, hidden_state(output))
-            return hook
-
-        def record_input(module, args):
-            if self.model.training and not self._measuring:
-                self._series.add(INPUT, args[0])
-
-        net = distributed.unwrap(self.model)
-        modules = dict(net.named_modules())
-        self._handles.append(net.register_forward_pre_hook(record_input))
-        self._handles += [hook_layer(modules, n, record(n)) for n in self.names]
+        self._recorder = TrainingRecorder(distributed.unwrap(self.model), self.names, self._series, self.pooling,
+                                          lambda: self.model.training and not self._measuring, choose_x)
 
     def close(self):
         """Remove the training hooks (transfer entropy)."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        if self._recorder is not None:
+            self._recorder.remove()
 
     @property
     def rows(self) -> list:

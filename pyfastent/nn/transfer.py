@@ -171,6 +171,11 @@ class TrainingSeries:
         while sum(c.shape[0] for c in chunks) - chunks[0].shape[0] >= self.window:
             chunks.popleft()
 
+    def accepts(self, name: str, rows: torch.Tensor) -> bool:
+        """Whether ``rows`` [b, n] have the width of the series ``name`` so far."""
+        chunks = self._chunks.get(name)
+        return not chunks or chunks[0].shape[1:] == rows.reshape(rows.shape[0], -1).shape[1:]
+
     def series(self) -> "OrderedDict[str, torch.Tensor]":
         """name -> (T, n) tensor of the last ``window`` samples (T equal for all)."""
         full = OrderedDict((n, torch.cat(list(c))[-self.window:]) for n, c in self._chunks.items())
