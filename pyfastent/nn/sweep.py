@@ -19,10 +19,10 @@ from pyfastent.estimators import Discrete, Estimator, LogDet, Renyi
 from pyfastent.estimators.base import saturation_report
 from pyfastent.estimators.logdet import PAPER_BETA_PER_COLUMN
 from pyfastent.measures import JointEntropies
-from pyfastent.nn.capture import _named, model_mode, select_layers
+from pyfastent.nn.capture import _named, capture, model_mode, select_layers
 from pyfastent.nn.graph import dpi_pairs
 from pyfastent.nn.inputs import Probe
-from pyfastent.nn.sequence import block_layers, resolve_pooling
+from pyfastent.nn.sequence import block_layers, point_descriptions, resolve_pooling
 from pyfastent.nn.stream import Costs, PassState, learn_layers, plan_passes, resolve_budget, run_pass
 from pyfastent._warnings import SaturationWarning, warn_once_per_call_site
 from pyfastent.nn.table import atomic_write, meta_path
@@ -632,7 +632,8 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
         raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
                          "pass Renyi(method=...) among them")
     if estimators is None:
-        estimators = default_estimators(x_for_defaults(model, Probe(x, batch_size=batch_size), x_variable), method)
+        estimators = default_estimators(x_for_defaults(model, Probe(x, batch_size=batch_size), x_variable, pooling),
+                                        method)
     estimators = tuple(estimators)
     measured = measure_layers(model, x, y, estimators, layers, lambda i, name, shape: layer_variable(shape, channels),
                               progress, batch_size=batch_size, memory_budget=memory_budget, train_mode=train_mode,
@@ -648,14 +649,22 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
     pairs, how = dpi_pairs(distributed.unwrap(model), measured.order)
     tolerance = dpi_tolerance if dpi_tolerance is not None else {e.label: e.dpi_slack for e in estimators}
     return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how, units, measured.skipped,
-                       sweep_metadata(estimators, measured))
+                       sweep_metadata(estimators, measured, distributed.unwrap(model)))
 
 
-def x_for_defaults(model: nn.Module, probe: Probe, x_variable):
-    """The samples of X that fix the default LogDet β, or ``None`` when X
-    is a layer's output (β is then fixed when X is prepared)."""
-    source = choose_x(distributed.unwrap(model), probe.first_batch().inputs, x_variable)
-    return {"inputs": probe.first_batch().inputs, "given": source.given, "layer": None}[source.kind]
+def x_for_defaults(model: nn.Module, probe: Probe, x_variable, pooling: str = "auto"):
+    """The samples of X that fix the default LogDet β before any
+    measurement, so that an estimator's label is the same in the metadata
+    and in every row: the inputs, ``x_variable``, or, when X is a layer
+    (the embedding output), that layer's output for the first two samples
+    (one small forward pass)."""
+    net = distributed.unwrap(model)
+    first = probe.first_batch()
+    source = choose_x(net, first.inputs, x_variable)
+    if source.kind == "layer":
+        sample = first.take(min(2, first.size)).inputs
+        return capture(net, sample, layers=[source.layer], pooling=pooling)[source.layer]
+    return {"inputs": first.inputs, "given": source.given}[source.kind]
 
 
 def _saturated_layers(records: list) -> set:
@@ -685,12 +694,13 @@ def warn_saturated(rows: list, records: list) -> None:
         f"{records[0]['advice']}", SaturationWarning)
 
 
-def sweep_metadata(estimators: tuple, measured: "Measured") -> dict:
+def sweep_metadata(estimators: tuple, measured: "Measured", model: nn.Module) -> dict:
     """What a reader of the numbers needs: each estimator's full repr,
     units, H(X), H(Y) and conventions, the plug-in H(Y) in bits, the
     skipped layers, how the probe streamed (passes, batch size), what X
-    is and how token states were pooled."""
+    is, how token states were pooled and what each layer name is."""
     return {
+        "points": point_descriptions(model, measured.order),
         "estimators": {e.label: {"repr": repr(e), "units": e.units, "h_x": measured.h_xy[i][0],
                                  "h_y": measured.h_xy[i][1], "note": e.note}
                        for i, e in enumerate(estimators)},
