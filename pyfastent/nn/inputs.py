@@ -13,9 +13,14 @@ One rule for every helper that runs a model (``capture``, ``layer_sweep``,
 - Floating inputs are converted to the model's parameter dtype and device;
   integer and bool inputs (token ids, masks) keep their dtype and are only
   moved to the device.
+- Keyword inputs of a left-padded batch (an ``attention_mask`` with a pad
+  before a real token) get ``position_ids`` from the mask when the model
+  takes them and the user gave none (``with_positions``), so that every
+  prompt has the states it has alone.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -240,6 +245,34 @@ def to_model(inputs, dtype: torch.dtype, device: torch.device):
     if inputs.is_floating_point():
         return inputs.to(device=device, dtype=dtype)
     return inputs.to(device=device)
+
+
+def takes_positions(model: nn.Module) -> bool:
+    """Whether the model's forward takes ``position_ids`` (Hugging Face
+    models with absolute or rotary positions)."""
+    try:
+        return "position_ids" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def with_positions(inputs):
+    """Keyword inputs with ``position_ids`` built from a left-padded
+    ``attention_mask`` [B, T], as Hugging Face's generation builds them
+    (the real tokens of every sequence at positions 0, 1, ...; pads at 1),
+    when the inputs have none: without them a left-padded sequence's tokens
+    sit at shifted absolute positions and its states change. Other inputs
+    (no mask, no left padding, positions given) are returned unchanged."""
+    if not isinstance(inputs, dict) or "position_ids" in inputs:
+        return inputs
+    mask = inputs.get("attention_mask")
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or mask.shape[1] < 2:
+        return inputs
+    real = mask != 0
+    if not bool((~real[:, :-1] & real[:, 1:]).any()):  # no pad before a real token: not left-padded
+        return inputs
+    positions = real.long().cumsum(-1) - 1
+    return {**inputs, "position_ids": positions.masked_fill(~real, 1)}
 
 
 def fingerprint(batch: Batch) -> tuple:

@@ -20,10 +20,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pyfastent import distributed
 from pyfastent._memory import available_bytes, format_bytes
 from pyfastent.nn import sequence
 from pyfastent.nn.capture import run_hooked
-from pyfastent.nn.inputs import Batch, Probe, fingerprint, parameter_dtype_device, to_model
+from pyfastent.nn.inputs import (Batch, Probe, fingerprint, parameter_dtype_device, takes_positions, to_model,
+                                 with_positions)
 
 # The default memory budget: this fraction of what the device has free when the work starts.
 DEFAULT_BUDGET = 0.4
@@ -90,9 +92,14 @@ class Layers:
     dtype: torch.dtype
     device: torch.device
     pooling: str = "none"
+    positions: bool = False
 
     def convert(self, inputs):
-        return to_model(inputs, self.dtype, self.device)
+        """A batch's inputs as the model takes them (``pyfastent.nn.inputs``):
+        converted, and with ``position_ids`` for a left-padded batch when
+        the model takes them (``positions``)."""
+        inputs = to_model(inputs, self.dtype, self.device)
+        return with_positions(inputs) if self.positions else inputs
 
     def pool(self, out: torch.Tensor, inputs) -> torch.Tensor:
         """A layer's output for a batch of (converted) ``inputs``, pooled."""
@@ -111,9 +118,11 @@ def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple, p
     firing order (inside ``model_mode``, which restores whatever train mode
     changes)."""
     dtype, device = parameter_dtype_device(model)
+    positions = takes_positions(distributed.unwrap(model))
     first = probe.first_batch()
     sample = first.take(min(2, first.size))
     inputs = to_model(sample.inputs, dtype, device)
+    inputs = with_positions(inputs) if positions else inputs
     seen: list = []
 
     def record(name, out):
@@ -132,7 +141,8 @@ def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple, p
             continue
         layers.append(LayerInfo(name, shape[1:], out_dtype))
     modules = list(dict.fromkeys(layer.name.split("#")[0] for layer in layers))
-    return Layers(layers, skipped, modules, sample.sample_bytes(), sample.sample_width(), dtype, device, pooling)
+    return Layers(layers, skipped, modules, sample.sample_bytes(), sample.sample_width(), dtype, device, pooling,
+                  positions)
 
 
 @dataclass

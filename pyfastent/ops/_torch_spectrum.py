@@ -29,20 +29,20 @@ def squared_norm64(a: torch.Tensor) -> torch.Tensor:
 
 # Round-off of a Gram matrix's entries moves its eigenvalues by at most
 # ENTRY_ROUNDOFF·ε·λ_max (ε of the dtype it was built in): see roundoff_floor.
-ENTRY_ROUNDOFF = 4
+ENTRY_ROUNDOFF = 2
 
 
 def roundoff_floor(eig: torch.Tensor, built: torch.dtype) -> torch.Tensor:
     """The largest eigenvalue magnitude [..., 1] that round-off alone can
     produce in a Gram matrix built in ``built`` whose eigenvalues [..., N]
     were solved in float64: the larger of the solver's N·ε₆₄·λ_max and the
-    entries' 4·ε·λ_max (ε of ``built``). Entries with relative errors ≤ ε
+    entries' 2·ε·λ_max (ε of ``built``). Entries with relative errors ≤ ε
     of an elementwise nonnegative matrix (RBF, label kernels) move its
-    eigenvalues by at most ε·λ_max (Perron-Frobenius); float32 linear
-    kernels of up to 65 536 features were measured within 0.4·ε·λ_max
-    (README, "Round-off eigenvalues"). N·ε₃₂·λ_max, the worst-case bound
-    for dot products, would cut real structure: 0.003 bits at α = 1.01 on
-    N = 449."""
+    eigenvalues by at most ε·λ_max (Perron-Frobenius); float32 linear and
+    token kernels were measured within 0.5·ε·λ_max, float32 RBF kernels
+    within 0.4·ε·λ_max (``benchmarks/bench_conventions.py``). N·ε₃₂·λ_max,
+    the worst-case bound for dot products, would cut real structure
+    (0.003 bits at α = 1.01 on N = 449)."""
     n = eig.shape[-1]
     scale = max(n * torch.finfo(torch.float64).eps, ENTRY_ROUNDOFF * torch.finfo(built).eps)
     return scale * eig.amax(dim=-1, keepdim=True).clamp(min=0)
