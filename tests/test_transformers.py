@@ -2,7 +2,6 @@
 through capture, layer_sweep, InformationPlane, token_profile and the
 ``pyfastent tokens`` command; the defaults of other models unchanged."""
 import math
-import string
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from torch import nn
 import pyfastent as pf
 from pyfastent import nn as pnn
 from pyfastent.nn.sequence import RESIDUAL_STREAM, block_layers
+from word_tokenizer import word_tokenizer
 
 tf = pytest.importorskip("transformers")
 tf.logging.set_verbosity_error()
@@ -38,6 +38,16 @@ def vit():
                                     intermediate_size=64, image_size=16, patch_size=4, num_channels=3)).eval()
 
 
+def llama():
+    torch.manual_seed(3)
+    return tf.LlamaModel(tf.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                        num_attention_heads=2, num_key_value_heads=2,
+                                        max_position_embeddings=64)).eval()
+
+
+FINAL_NORM = {bert: None, gpt2: "ln_f", vit: "layernorm", llama: "norm"}
+
+
 def token_batch(seed=0, n=N, t=T):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, VOCAB - 1, (n, t), generator=g)
@@ -51,12 +61,13 @@ def module_lists(model):
     return [name for name, m in model.named_modules() if isinstance(m, nn.ModuleList)]
 
 
-@pytest.mark.parametrize("make", [bert, gpt2, vit])
-def test_default_layers_are_the_embedding_output_and_every_block(make):
+@pytest.mark.parametrize("make", [bert, gpt2, vit, llama])
+def test_default_layers_are_the_embedding_output_every_block_and_the_final_norm(make):
     model = make()
     (blocks,) = module_lists(model)
     depth = len(dict(model.named_modules())[blocks])
-    expected = [f"{blocks}.0:input"] + [f"{blocks}.{i}" for i in range(depth)]
+    norm = FINAL_NORM[make]
+    expected = [f"{blocks}.0:input"] + [f"{blocks}.{i}" for i in range(depth)] + ([norm] if norm else [])
     assert pnn.select_layers(model) == expected
 
 
@@ -183,7 +194,8 @@ def test_vit_sweep_takes_pixels_as_x_and_pools_every_token():
     result = pnn.layer_sweep(model, x, y, estimators=[pf.Renyi()], progress=False)
     assert result.metadata["x"] == "the probe inputs"
     assert result.dpi_method == RESIDUAL_STREAM
-    assert len(result.rows) == 4
+    assert [r["layer"] for r in result.rows] == pnn.select_layers(model)  # embeddings, 3 blocks, final norm
+    assert len(result.rows) == 5
     first = pnn.capture(model, x, pooling="first")
     plain = pnn.capture(model, x)
     block = pnn.select_layers(model)[1]
@@ -204,31 +216,48 @@ def test_information_plane_tracks_a_language_model():
 
 # ---- token_profile ----------------------------------------------------------------------------
 
-def test_token_profile_equals_the_measures_on_the_hidden_states():
-    model = gpt2()
+@pytest.mark.parametrize("make", [gpt2, bert, llama])
+def test_token_profile_measures_the_points_capture_takes(make):
+    model = make()
     inputs, _, _ = token_batch()
-    profile = pnn.token_profile(model, inputs, batch_size=5, normalizations=("raw", "maxEntropy"), progress=False)
+    states = pnn.capture(model, inputs)
+    names = list(states)
+    x, _ = pnn.tokens._StateSource(model, None, None)(inputs, None)  # what token_profile measures
+    for k, name in enumerate(names):
+        assert torch.equal(x[k], states[name]), name  # layer k of token_profile is layer k of capture, to 0
     with torch.no_grad():
         hidden = model(**inputs, output_hidden_states=True).hidden_states
+    blocks = len(names) - 1 - (FINAL_NORM[make] is not None)
+    for k in range(blocks):
+        assert torch.equal(hidden[k], states[names[k]])
+    last = FINAL_NORM[make] or names[-1]  # Hugging Face's last entry comes after the final norm
+    assert torch.equal(hidden[-1], states[last])
+    profile = pnn.token_profile(model, inputs, batch_size=5, normalizations=("raw", "maxEntropy"), progress=False)
     mask = inputs["attention_mask"]
+    layered = list(states.values())
     expected = {
-        ("prompt_entropy", "raw"): pf.prompt_entropy(list(hidden), mask),
-        ("prompt_entropy", "maxEntropy"): pf.prompt_entropy(list(hidden), mask, normalization="maxEntropy"),
-        ("effective_rank", None): pf.effective_rank(list(hidden), mask),
-        ("token_logdet", None): pf.token_logdet(list(hidden), mask),
+        ("prompt_entropy", "raw"): pf.prompt_entropy(layered, mask),
+        ("prompt_entropy", "maxEntropy"): pf.prompt_entropy(layered, mask, normalization="maxEntropy"),
+        ("effective_rank", None): pf.effective_rank(layered, mask),
+        ("token_logdet", None): pf.token_logdet(layered, mask),
+        ("curvature", None): pf.curvature(layered, mask).per_prompt,
     }
     for (measure, norm), values in expected.items():
         rows = profile.values(measure, norm)
-        assert [r["layer"] for r in rows] == list(range(len(hidden)))
+        assert [r["name"] for r in rows] == names and [r["layer"] for r in rows] == list(range(len(names)))
         for r in rows:
             v = values[r["layer"]]
             assert r["mean"] == pytest.approx(float(v.mean()), abs=1e-6)
-            assert r["stderr"] == pytest.approx(float(v.std() / math.sqrt(N)), abs=1e-6)
-            assert r["n"] == N
-    dataset = pf.dataset_entropy(list(hidden), mask)
+            assert r["stderr"] == pytest.approx(float(v.std() / math.sqrt(v.numel())), abs=1e-6)
+            assert r["n"] == v.numel()
+    dataset = pf.dataset_entropy(layered, mask)
     for r in profile.values("dataset_entropy"):
         assert r["mean"] == pytest.approx(float(dataset[r["layer"]]), abs=1e-6)
         assert r["stderr"] is None
+    assert list(profile.metadata["points"]) == names
+    assert "embedding output" in profile.metadata["points"][names[0]]
+    if FINAL_NORM[make]:
+        assert "final norm" in profile.metadata["points"][names[-1]]
     again = pnn.token_profile(model, inputs, batch_size=N, normalizations=("raw", "maxEntropy"), progress=False)
     assert all(r["mean"] == pytest.approx(s["mean"], abs=1e-9) for r, s in zip(profile.rows, again.rows))
 
@@ -268,10 +297,7 @@ def test_token_profile_hooks_a_model_without_hidden_states():
 
 
 def tiny_tokenizer(tmp_path):
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(string.ascii_lowercase) + ["the", "cat", "sat"]
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(words) + "\n")
-    return tf.BertTokenizerFast(vocab_file=str(vocab)), len(words)
+    return word_tokenizer(["the", "cat", "sat"])
 
 
 def test_token_profile_of_strings_with_special_tokens_left_out(tmp_path):
@@ -338,8 +364,8 @@ def test_tokens_command_errors_are_one_line(tmp_path, capsys):
     assert "no non-empty lines" in capsys.readouterr().err
     empty.write_text("hello\n")
     assert main(["tokens", "--model", "nowhere", "--text", str(empty), "--out", str(tmp_path / "o")]) == 2
-    assert "neither a directory nor module:factory" in capsys.readouterr().err
+    assert "'nowhere': no such directory" in capsys.readouterr().err
     assert main(["tokens", "--model", str(tmp_path), "--text", str(empty), "--out", str(tmp_path / "o")]) == 2
-    assert "save_pretrained" in capsys.readouterr().err
+    assert "has no config.json, so it holds no model saved with save_pretrained" in capsys.readouterr().err
     assert main(["tokens", "--model", "x:y", "--text", str(empty), "--normalizations", "bits"]) == 2
     assert "--normalizations" in capsys.readouterr().err
