@@ -8,7 +8,7 @@ token log-determinants, DiME). Results are in bits unless another ``base``
 is given.
 """
 from pyfastent._native import use_backend
-from pyfastent._warnings import SaturationWarning
+from pyfastent._warnings import HookWarning, SaturationWarning
 from pyfastent.estimators import Discrete, Estimator, LogDet, Prepared, Renyi
 from pyfastent.measures import (
     PIDResult,
@@ -45,6 +45,7 @@ __all__ = [
     "Discrete",
     "Estimate",
     "Estimator",
+    "HookWarning",
     "LogDet",
     "PIDResult",
     "PermutationResult",

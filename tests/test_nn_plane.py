@@ -252,3 +252,25 @@ def test_distinct_discrete_states_warn(fresh_warnings):
     ids = torch.arange(100)
     with pytest.warns(pf.SaturationWarning, match="distinct state"):
         pf.Discrete().entropy(ids)
+
+
+def test_te_hooks_read_keyword_calls_and_skip_what_they_cannot_read():
+    from pyfastent._warnings import HookWarning
+
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    tracker = pnn.InformationPlane(net, x, y, layers=["0", "2"], transfer_entropy=pnn.LayerTE(window=40))
+    net.train()
+    with torch.no_grad():
+        net(input=x[:20])  # keyword-only: X is the call's tensor argument
+        net(x[20:])
+    series = tracker._series.series()
+    torch.testing.assert_close(series["input"], x)
+    with pytest.warns(HookWarning, match="no tensor input"):
+        with pytest.raises(TypeError):
+            net()  # the model itself fails, as it would unhooked; our hook only warns
+    with torch.no_grad():
+        net(x[:5])  # recording goes on
+    torch.testing.assert_close(tracker._series.series()["input"][-5:], x[:5])
+    tracker.close()

@@ -254,6 +254,12 @@ def test_token_profile_of_views_equals_the_view_measures(tmp_path):
         assert len(rows) == len(values)
         for r in rows:
             assert r["mean"] == pytest.approx(float(values[r["layer"]]), abs=1e-9)
+    tokenized = [dict(tokenizer([g[v] for g in groups], padding=True, return_tensors="pt")) for v in range(3)]
+    encoded = dict(tokenizer(PROMPTS, padding=True, return_tensors="pt"))
+    from_ids = pnn.token_profile(model, encoded, views=tokenized, progress=False, batch_size=4)
+    for measure in expected:
+        for r, s in zip(from_ids.values(measure), profile.values(measure)):
+            assert r["mean"] == pytest.approx(s["mean"], abs=1e-9)
     with pytest.raises(ValueError, match="views"):
         pnn.token_profile(model, PROMPTS, tokenizer, measures="lidar", progress=False)
     with pytest.raises(ValueError, match="groups"):

@@ -13,7 +13,7 @@ from pyfastent.estimate import Estimate
 from pyfastent.estimators import Discrete, LogDet, Renyi
 from pyfastent.nn.capture import select_layers
 from pyfastent.nn.inputs import Probe
-from pyfastent.nn.sequence import point_descriptions, resolve_pooling
+from pyfastent.nn.sequence import block_layers, point_descriptions, resolve_pooling
 from pyfastent.nn.sweep import choose_x, default_estimators, layer_variable, measure_layers, x_for_defaults
 from pyfastent.nn.table import PlaneTable, StepLog, metric_values
 from pyfastent.nn.training_hooks import INPUT, TrainingRecorder
@@ -139,7 +139,8 @@ class InformationPlane:
                              "pass Renyi(method=...) among them")
         self.pooling, self.x_variable = pooling, x_variable
         net = distributed.unwrap(model)
-        self._x_said = choose_x(net, probe.first_batch().inputs, x_variable).describe(resolve_pooling(net, pooling))
+        self._x = choose_x(net, probe.first_batch().inputs, x_variable)
+        self._x_said = self._x.describe(resolve_pooling(net, pooling))
         x_samples = x_for_defaults(model, probe, x_variable, pooling)
         self.estimators = tuple(estimators) if estimators is not None else default_estimators(x_samples, method)
         for est in self.estimators:
@@ -209,8 +210,15 @@ class InformationPlane:
         }
 
     def _attach_te_hooks(self):
-        self._recorder = TrainingRecorder(distributed.unwrap(self.model), self.names, self._series, self.pooling,
-                                          lambda: self.model.training and not self._measuring, choose_x)
+        """TE's X is the tracker's X; for ``x_variable`` (whose training
+        samples are unknown) the embedding output when there is one, else
+        the inputs."""
+        net = distributed.unwrap(self.model)
+        blocks = block_layers(net)
+        x_layer = self._x.layer if self._x.kind == "layer" else (blocks[0] if self._x.kind == "given" and blocks
+                                                                 else None)
+        self._recorder = TrainingRecorder(net, self.names, self._series, self.pooling,
+                                          lambda: self.model.training and not self._measuring, x_layer)
 
     def close(self):
         """Remove the training hooks (transfer entropy)."""

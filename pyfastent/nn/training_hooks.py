@@ -10,10 +10,10 @@ model's forward returns; a call whose inputs or outputs cannot be read
 them, widths that change between batches) is left out of the series with
 one ``HookWarning`` per reason, and the model's output is untouched.
 
-The input series is the variable X of a sweep on that call's inputs
-(``choose_x``): the input tensor, or the embedding output for token ids and
-keyword inputs of a transformer. ``[B, T, D]`` outputs are pooled as the
-tracker pools them, with the call's own ``attention_mask``.
+The input series is the tracker's variable X: the embedding output when X
+is that layer (token ids and keyword inputs of a transformer), else each
+call's input tensor. ``[B, T, D]`` outputs are pooled as the tracker pools
+them, with the call's own ``attention_mask``.
 """
 from __future__ import annotations
 
@@ -44,23 +44,22 @@ class TrainingRecorder:
             (``pyfastent.nn.sequence``; ``"auto"`` decided for ``net``).
         active: whether a call is a training sample (the model in training
             mode, and not a probe pass of the tracker itself).
-        choose_x: ``f(net, inputs) -> XSource``, the sweep's rule for X.
+        x_layer: the layer whose output is X (the tracker's X when it is the
+            embedding output), or ``None``: X is each call's input tensor
+            (its first positional tensor, else its first tensor argument).
     """
 
     def __init__(self, net: nn.Module, names: list, series: TrainingSeries, pooling: str,
-                 active: Callable[[], bool], choose_x: Callable):
+                 active: Callable[[], bool], x_layer: str | None):
         self.net, self.names, self.series = net, list(names), series
         self.pooling = sequence.resolve_pooling(net, pooling)
-        self.active, self.choose_x = active, choose_x
+        self.active, self.x_layer = active, x_layer
         self.warned: set = set()
         self.pending: dict | None = None  # this call's rows so far; None: not recording it
         self.inputs: dict = {}
-        self.x_layer: str | None = None
-        self.handles: list = []
-        blocks = sequence.block_layers(net)
-        extra = [blocks[0]] if blocks and blocks[0] not in self.names else []
         modules = dict(net.named_modules())
-        self.handles.append(net.register_forward_pre_hook(self._begin, with_kwargs=True))
+        extra = [x_layer] if x_layer is not None and x_layer not in self.names else []
+        self.handles = [net.register_forward_pre_hook(self._begin, with_kwargs=True)]
         self.handles += [hook_layer(modules, n, self._recorder(n)) for n in self.names + extra]
         self.handles.append(net.register_forward_hook(self._commit))
 
@@ -73,20 +72,17 @@ class TrainingRecorder:
         self.pending = None
         if not self.active():
             return
-        try:
-            self.inputs = _named_arguments(self.net, args, kwargs)
-            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-            source = self.choose_x(self.net, first if first is not None else dict(kwargs))
-        except (ValueError, TypeError) as exc:
-            self._skip(f"its inputs cannot stand for the variable X ({exc})")
-            return
+        self.inputs = _named_arguments(self.net, args, kwargs)
         self.pending = {}
-        self.x_layer = source.layer if source.kind == "layer" else None
-        if source.kind == "inputs":
-            if first is None or first.dim() < 1:
-                self._skip("it has no tensor input of samples to record as X")
-                return
-            self.pending[INPUT] = _row_copy(first)
+        if self.x_layer is not None:
+            return
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if first is None:
+            first = next((v for v in self.inputs.values() if isinstance(v, torch.Tensor)), None)
+        if first is None or first.dim() < 1:
+            self._skip("it has no tensor input of samples to record as X")
+            return
+        self.pending[INPUT] = _row_copy(first)
 
     def _recorder(self, name: str):
         def record(output):
