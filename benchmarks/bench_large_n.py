@@ -16,7 +16,6 @@ Usage: ``python benchmarks/bench_large_n.py [--skip-65536]``; writes
 from __future__ import annotations
 
 import argparse
-import math
 import resource
 import time
 import warnings

@@ -27,7 +27,7 @@ from pyfastent.token_measures import curvature, dataset_entropy, effective_rank,
 from pyfastent.view_measures import dime, infonce, lidar
 from pyfastent.variable import Variable
 
-__version__ = "0.1.0"
+from pyfastent._version import __version__  # noqa: F401 - the package's version
 
 # Imported on first use (pyfastent.nn, pyfastent.plot, ...): `import pyfastent`
 # stays cheap and never pulls in matplotlib or scikit-learn.

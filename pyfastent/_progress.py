@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import sys
 
+from tqdm.auto import tqdm
+
+from pyfastent import _ranks
+
 
 def progress_bar(total: int, description: str, enabled: bool | None = None, unit: str = "it"):
     """A tqdm bar on stderr. ``enabled=None`` shows it only when stderr is a
     terminal (never in logs or CI); ``False`` never, ``True`` always. Under
     ``torch.distributed`` only rank 0 shows bars."""
-    from tqdm.auto import tqdm
-
-    from pyfastent import distributed
-
-    if not distributed.is_root():
+    if not _ranks.is_root():
         enabled = False
     return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, leave=False,
                 disable=None if enabled is None else not enabled, dynamic_ncols=True)

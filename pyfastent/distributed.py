@@ -31,6 +31,7 @@ from __future__ import annotations
 from torch import nn
 
 from pyfastent._ranks import RankFailed, active, from_root, gather, is_root, world
+from pyfastent.estimators import Discrete, LogDet, Renyi
 from pyfastent.ops.operators import RowShardedKernel
 
 __all__ = ["RankFailed", "RowShardedKernel", "Scheduler", "active", "from_root", "gather", "is_root", "layer_cost",
@@ -64,8 +65,6 @@ def layer_cost(estimator, n: int, width: int, x_width: int) -> float:
     """Relative cost of one layer's H(T), I(X;T) and I(T;Y) for ``estimator``
     on N samples: what the scheduler balances. Rough operation counts; only
     their ratios matter."""
-    from pyfastent.estimators import Discrete, LogDet, Renyi
-
     if isinstance(estimator, Discrete):
         return float(n * (width + x_width))
     if isinstance(estimator, LogDet):

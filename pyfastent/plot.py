@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from pyfastent.nn.plane import TE_ESTIMATOR
+
 
 def _table(table_or_tracker):
     table = getattr(table_or_tracker, "table", table_or_tracker)
@@ -165,8 +167,6 @@ def te_plane(table_or_tracker, path) -> Path:
     with the source's time order shuffled (averaged over layers and steps),
     what the plug-in estimator reports when nothing is transferred; dashed
     lines mark the largest such value."""
-    from pyfastent.nn.plane import TE_ESTIMATOR
-
     table = _table(table_or_tracker)
     series = _series(table, TE_ESTIMATOR, "te_x", "te_y")
     if not series:

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 import torch
 
 from pyfastent import _checks
+from pyfastent._distances import distance_rows, squared_distances
+from pyfastent._memory import ensure_square_fits
+from pyfastent.samples import observe_tensor, require_discrete, row_codes
 
 CONSTANT_SIGMA = 1.0  # the width given to a constant variable, whose RBF kernel is all ones for any width
 
@@ -40,9 +43,6 @@ class WidthRule:
         (KNN overrides this with a tiled pass that stores none)."""
         if not self.needs_distances:
             return self(None, x.shape[0], x.shape[1])
-        from pyfastent._memory import ensure_square_fits
-        from pyfastent.ops._torch_gram import squared_distances
-
         ensure_square_fits(x.shape[0], x.dtype, x.device, 1 + self.peak_squares, f"the distances behind σ of {what}")
         return self(squared_distances(x), x.shape[0], x.shape[1])
 
@@ -99,8 +99,6 @@ class KNN(WidthRule):
 
     def of_samples(self, x, what):
         """The same σ from row tiles of the distances: none of N×N is stored."""
-        from pyfastent.ops._torch_gram import distance_rows
-
         if bool((x.amax(dim=0) == x.amin(dim=0)).all()):
             return CONSTANT_SIGMA
         n, k = x.shape[0], min(self.k, x.shape[0] - 1)
@@ -186,9 +184,7 @@ class Alignment(WidthRule):
     peak_squares = 1.5  # the kernel at each σ and, first, a copy to select the median from
 
     def __post_init__(self):
-        from pyfastent.variable import Variable, observe, require_discrete, row_codes
-
-        values = require_discrete(observe(Variable(self.labels), "labels"), "labels")
+        values = require_discrete(observe_tensor(self.labels, "labels"), "labels")
         object.__setattr__(self, "_codes", row_codes(values))
         grid = self.grid if self.grid is not None else tuple(torch.logspace(math.log10(0.05), math.log10(5.0), 60).tolist())
         grid = tuple(_checks.positive_number("grid", g) for g in grid)

@@ -12,9 +12,9 @@ import importlib
 import pytest
 import torch
 
-from pyfastent import _native, ops
-from pyfastent.ops import _torch_gram, kernels, logdet
-from pyfastent.variable import Observations
+from pyfastent import _distances, _native, ops
+from pyfastent.ops import kernels, logdet
+from pyfastent.samples import Observations
 from pyfastent.widths import KNN, Fixed
 
 gram_module = importlib.import_module("pyfastent.ops.gram")  # the name ops.gram is the function
@@ -116,7 +116,7 @@ def test_emulator_is_not_the_torch_path():
     assert sq.tolist() == [[0.0, 5.0, 20.0], [5.0, 0.0, 13.0], [20.0, 13.0, 0.0]]
     lin = emulate_gram(x, _native._C.GRAM_LINEAR)[0]
     assert lin[0, 2].item() == pytest.approx(3.0 / 5.0)
-    torch.testing.assert_close(_torch_gram.squared_distances(x[0]), sq)
+    torch.testing.assert_close(_distances.squared_distances(x[0]), sq)
 
 
 def test_large_batches_are_split_into_launches_the_grid_can_hold():

@@ -1,13 +1,10 @@
 """The eigensolver plan: every driver right, the fastest kept per machine, the
 cache file robust, thread limits restored, batches equal single solves."""
-import ast
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from threadpoolctl import threadpool_info
@@ -189,21 +186,3 @@ def test_results_do_not_depend_on_the_driver(monkeypatch):
     for driver, got in values.items():
         assert got == pytest.approx(first, abs=1e-10), driver
 
-
-LOWER = {"pyfastent.ops", "pyfastent._checks", "pyfastent._memory", "pyfastent._native", "pyfastent._ranks",
-         "pyfastent.variable", "pyfastent.widths", "pyfastent.estimate", "pyfastent._warnings", "pyfastent"}
-
-
-def test_nothing_in_ops_imports_a_higher_layer():
-    ops = Path(pf.__file__).parent / "ops"
-    for path in sorted(ops.glob("*.py")) + [Path(pf.__file__).parent / "_ranks.py"]:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pyfastent"):
-                names = [node.module] if node.module != "pyfastent" else [f"pyfastent.{a.name}" for a in node.names]
-                for name in names:
-                    assert any(name == low or name.startswith(low + ".") for low in LOWER - {"pyfastent"}), \
-                        f"{path.name} imports {name}"
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    assert not alias.name.startswith("pyfastent.") or alias.name.startswith("pyfastent.ops"), \
-                        f"{path.name} imports {alias.name}"

@@ -85,7 +85,7 @@ def test_tracker_with_label_alignment_widths(data):
     tracker.step()
     (row,) = tracker.table.values("sigma")
     t = pnn.capture(tracker.model.eval(), x[:40], layers=["3"])["3"]
-    from pyfastent.ops._torch_gram import squared_distances
+    from pyfastent._distances import squared_distances
 
     assert row["value"] == pytest.approx(pf.widths.Alignment(y[:40])(squared_distances(t), 40, t.shape[1]), rel=1e-6)
 

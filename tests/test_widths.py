@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import pyfastent as pf
-from pyfastent.ops._torch_gram import squared_distances
+from pyfastent._distances import squared_distances
 
 import reference as ref
 

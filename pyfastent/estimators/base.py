@@ -23,7 +23,7 @@ from pyfastent._warnings import SaturationWarning, warn_once_per_call_site
 from pyfastent.estimate import Estimate, scale
 from pyfastent.ops.deferred import Pending, SpectralBatch
 from pyfastent.ops import reduction as reductions
-from pyfastent.ops.reduction import Needs, Reduction, Rows
+from pyfastent.ops.reduction import Needs, Reduction
 
 # A joint entropy is saturated when its effective number of states exp(S)
 # reaches this fraction of N: the spectrum (or the distribution) is spread
@@ -31,7 +31,8 @@ from pyfastent.ops.reduction import Needs, Reduction, Rows
 # 1% of log N would miss the failure it is meant to flag (independent 2-D
 # Gaussians, N = 400, kNN widths: joint at 98.7% of log N, 3.9 bits of "MI").
 SATURATION = 0.9
-from pyfastent.variable import Variable, as_variable, observe_rows
+from pyfastent.samples import Rows, observe_rows
+from pyfastent.variable import Variable, as_variable
 
 
 @dataclass(eq=False)

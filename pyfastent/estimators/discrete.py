@@ -5,7 +5,7 @@ import torch
 
 from pyfastent.estimators.base import Estimator, _base_suffix
 from pyfastent.ops.reduction import Needs
-from pyfastent.variable import Observations, require_discrete, row_codes
+from pyfastent.samples import Observations, require_discrete, row_codes
 
 
 class Discrete(Estimator):

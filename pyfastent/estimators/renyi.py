@@ -42,7 +42,7 @@ class RenyiPayload:
     - ``matrix``: its normalized Gram matrix [N, N] (trace 1), for exact
       spectra;
     - ``features`` of kind ``"rbf"`` or ``"linear"``: [N, D] rows whose
-      kernel is the variable's (see ``pyfastent.ops.gram.kernel_features``),
+      kernel is the variable's (see ``pyfastent.ops.features.kernel_features``),
       for the randomized method, which never stores an N×N matrix;
     - ``codes``: [N] int64, for the delta kernel: its Gram matrix is never
       built, since a joint with it is block diagonal by code.

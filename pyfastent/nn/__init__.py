@@ -1,6 +1,7 @@
 """Network analysis: layer capture, sweeps, information planes, layer
 transfer entropy and token-level profiles of sequence models."""
-from pyfastent.nn.capture import capture, select_layers
+from pyfastent.nn.capture import capture
+from pyfastent.nn.hooks import select_layers
 from pyfastent.nn.pid import feature_map_pid
 from pyfastent.nn.plane import InformationPlane, LayerTE
 from pyfastent.nn.graph import dpi_pairs

@@ -7,11 +7,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-import pyfastent
 from pyfastent import _checks, distributed
+from pyfastent._version import __version__
 from pyfastent.estimate import Estimate
 from pyfastent.estimators import Discrete, LogDet, Renyi
-from pyfastent.nn.capture import select_layers
+from pyfastent.nn.hooks import select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import block_layers, point_descriptions, resolve_pooling
 from pyfastent.nn.sweep import choose_x, default_estimators, layer_variable, measure_layers, x_for_defaults
@@ -95,7 +95,7 @@ class InformationPlane:
             ``LogDet`` with β = 100·d_input, the LogDet paper's
             information-plane β. An empty sequence tracks transfer entropy
             only (``transfer_entropy`` must then be set).
-        layers: which layers (see ``pyfastent.nn.capture``).
+        layers: which layers (see ``pyfastent.nn.hooks.select_layers``).
         every: measure on every ``every``-th call of ``step``.
         channels: conv maps per channel (Hadamard) instead of tensor kernel.
         sigma_smoothing: momentum m of σ_t = m·σ_{t−1} + (1−m)·σ*_t per
@@ -205,7 +205,7 @@ class InformationPlane:
             "sigma_smoothing": self.sigma_smoothing,
             "transfer_entropy": asdict(self.te) if self.te else None,
             "label_entropy_bits": Discrete().entropy(self.y_probe),
-            "pyfastent": pyfastent.__version__,
+            "pyfastent": __version__,
             "torch": torch.__version__,
         }
 

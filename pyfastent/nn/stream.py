@@ -23,7 +23,7 @@ from torch import nn
 from pyfastent import distributed
 from pyfastent._memory import available_bytes, format_bytes
 from pyfastent.nn import sequence
-from pyfastent.nn.capture import run_hooked
+from pyfastent.nn.hooks import run_hooked
 from pyfastent.nn.inputs import (Batch, Probe, fingerprint, parameter_dtype_device, takes_positions, to_model,
                                  with_positions)
 

@@ -19,7 +19,8 @@ from pyfastent.estimators import Discrete, Estimator, LogDet, Renyi
 from pyfastent.estimators.base import saturation_report
 from pyfastent.estimators.logdet import PAPER_BETA_PER_COLUMN
 from pyfastent.measures import JointEntropies
-from pyfastent.nn.capture import _named, capture, model_mode, select_layers
+from pyfastent.nn.capture import capture
+from pyfastent.nn.hooks import model_mode, named_layers, select_layers
 from pyfastent.nn.graph import dpi_pairs
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import block_layers, point_descriptions, resolve_pooling
@@ -30,7 +31,8 @@ from pyfastent.ops import eigen, threads
 from pyfastent.ops.deferred import SpectralBatch
 from pyfastent.ops import reduction as reductions
 from pyfastent.ops.reduction import Needs
-from pyfastent.variable import Variable, observe_rows
+from pyfastent.samples import observe_rows
+from pyfastent.variable import Variable
 
 COLUMNS = ("layer", "estimator", "units", "h_t", "i_xt", "i_ty")
 STDERR_COLUMNS = ("h_t_se", "i_xt_se", "i_ty_se")  # rows of randomized estimates only
@@ -240,7 +242,7 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
         if ranks > 1:
             eigen.share_plan()  # rank 0's drivers on every rank: one process's numbers
         try:  # the passes: a failure here is raised at the next collective, on every rank
-            found = learn_layers(model, probe, names, _named(layers), pooling)
+            found = learn_layers(model, probe, names, named_layers(layers), pooling)
             measurer = _Measurer(estimators, variable, shared, found, probe, source, x_measured)
             owners = measurer.assign(ranks)
             mine = [layer for layer in found.layers
@@ -585,7 +587,7 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
             the batches are ``(inputs, labels)`` pairs.
         estimators: estimators to use; default ``default_estimators(x)``:
             ``Renyi()`` and ``LogDet`` with β = 100·d_input.
-        layers: which layers (see ``pyfastent.nn.capture``). A transformer's
+        layers: which layers (see ``pyfastent.nn.hooks.select_layers``). A transformer's
             defaults are its embedding output and every block's output.
         channels: treat conv maps per channel (Yu et al. 2020) instead of
             with the tensor kernel (Wickstrøm et al. 2019); Rényi only.

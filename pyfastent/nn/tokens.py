@@ -23,7 +23,7 @@ from torch import nn
 
 from pyfastent import _checks, token_measures, view_measures
 from pyfastent._progress import progress_bar
-from pyfastent.nn.capture import model_mode, run_hooked, select_layers
+from pyfastent.nn.hooks import model_mode, run_hooked, select_layers
 from pyfastent.nn.inputs import parameter_dtype_device, takes_positions, to_model, with_positions
 from pyfastent.nn.prompts import model_positions, prompt_batches, view_sets
 from pyfastent.nn.sequence import block_layers, point_descriptions
@@ -147,7 +147,7 @@ def token_profile(model: nn.Module, prompts, tokenizer=None, measures=None, alph
             of every measure (the tokenizer's ``special_tokens_mask``).
         ridge: ``token_logdet``'s regularization.
         layers: ``None``: the default points (above); or layer names to
-            hook (see ``pyfastent.nn.capture``), each giving ``[B, T, D]``.
+            hook (see ``pyfastent.nn.hooks.select_layers``), each giving ``[B, T, D]``.
         progress: a progress bar over prompts (``None``: only on a terminal).
         views: several views of each prompt (``pyfastent.nn.prompts.view_sets``):
             for strings a list of V-string groups, one per prompt, or a

@@ -26,7 +26,7 @@ from torch import nn
 
 from pyfastent._warnings import HookWarning
 from pyfastent.nn import sequence
-from pyfastent.nn.capture import hidden_state, hook_layer
+from pyfastent.nn.hooks import hidden_state, hook_layer
 from pyfastent.nn.transfer import TrainingSeries
 
 INPUT = "input"  # the series of the variable X

@@ -14,7 +14,8 @@ from pyfastent.ops.eigen import eigenvalues
 from pyfastent.ops.gram import normalized_gram
 from pyfastent.ops.kernels import alpha2_entropies, batched_gram, hadamard_gram, hadamard_normalized
 from pyfastent.ops.logdet import covariance_logdet, logdet_joints, spd_logdet
-from pyfastent.variable import KERNELS, Variable, as_variable, observe
+from pyfastent.samples import observe
+from pyfastent.variable import KERNELS, Variable, as_variable
 from pyfastent.widths import as_width_rule
 
 __all__ = [

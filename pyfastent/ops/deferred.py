@@ -16,6 +16,9 @@ from typing import Callable
 
 import torch
 
+from pyfastent._memory import available_bytes
+from pyfastent.ops import eigen
+
 _UNSOLVED = object()
 
 
@@ -76,8 +79,6 @@ class SpectralBatch:
         spectrum (the class blocks of one joint, or a single matrix)."""
         size = sum(b.numel() * b.element_size() for b in blocks)
         if self.max_bytes == "available":
-            from pyfastent._memory import available_bytes
-
             self.max_bytes = max(1, available_bytes(blocks[0].device) // 4)
         if self.max_bytes is not None and self._queue and self._held + size > self.max_bytes:
             self.solve()
@@ -97,11 +98,9 @@ class SpectralBatch:
         to the ops layer's eigensolver, and release them."""
         if not self._queue:
             return
-        from pyfastent.ops.eigen import symmetric_eigenvalues
-
         queue, self._queue, self._held = self._queue, [], 0
         matrices = [b for blocks, _ in queue for b in blocks]
-        spectra = iter(symmetric_eigenvalues(matrices))
+        spectra = iter(eigen.symmetric_eigenvalues(matrices))
         self.solved_matrices += len(matrices)
         for blocks, slot in queue:
             parts = [next(spectra) for _ in blocks]

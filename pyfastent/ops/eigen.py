@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyfastent import _ranks
 from pyfastent._memory import ensure_square_fits
 from pyfastent.ops import threads
 
@@ -386,8 +387,6 @@ PLAN = EigenPlan()
 def share_plan() -> None:
     """Under ``torch.distributed``: every rank takes rank 0's plan (different
     drivers round differently) and stops measuring. No-op without a process group."""
-    from pyfastent import _ranks
-
     if not _ranks.active():
         return
     decided = _ranks.from_root(lambda: PLAN.describe()["classes"], "sharing the eigensolver plan")

@@ -6,11 +6,12 @@ import torch
 from pyfastent import _checks
 from pyfastent._memory import ensure_square_fits
 from pyfastent._native import resolve_backend
+from pyfastent import _distances
 from pyfastent.ops import _torch_gram
 from pyfastent.ops.kernels import _batched_gram, _hadamard_gram
 from pyfastent.ops import reduction as reductions
-from pyfastent.ops.reduction import Needs, Reduction, Rows
-from pyfastent.variable import Observations
+from pyfastent.ops.reduction import Needs, Reduction
+from pyfastent.samples import Observations, Rows
 from pyfastent.widths import WidthRule, channel_share
 
 
@@ -92,7 +93,7 @@ def kernel_matrix(reduction: Reduction, kernel: str, rule: WidthRule, channels: 
         k = g.clone().add_(offset[:, None]).add_(offset[None, :]).add_(reduction.gram_square)  # X·Xᵀ, uncentred
         return _torch_gram.normalize_(k.to(dtype)), ()
     ensure_square_fits(n, dtype, reduction.device, copies=1 + rule.peak_squares, what=what)
-    sq = _torch_gram.distances_from_gram(g.clone() if g.dtype == dtype else g, dtype)
+    sq = _distances.distances_from_gram(g.clone() if g.dtype == dtype else g, dtype)
     sigma = rule(sq.detach(), n, reduction.width)  # σ is a number: gradients flow through the kernel, not σ
     # RBF: K_ii = 1, so the normalization is a division by N.
     return _torch_gram.rbf_(sq, sigma).div_(n), (sigma,)
@@ -121,36 +122,3 @@ def _cuda_normalized_gram(x: torch.Tensor, kernel: str, rule: WidthRule, n: int)
     sq = _batched_gram(x[None], "sqdist", None, "cuda")[0]
     sigma = rule(sq, n, d)
     return sq.mul_(-0.5 / (sigma * sigma)).exp_().div_(n), (sigma,)
-
-
-def kernel_features(obs: Observations, kernel: str, rule: WidthRule, name: str) -> tuple[torch.Tensor, str, tuple]:
-    """Features whose kernel is the variable's, for estimators that never
-    store its N×N Gram matrix (``pyfastent.ops.operators.JointKernel``).
-
-    Returns:
-        (features, kind, sigmas): for ``"rbf"``, the centred samples divided
-        by their width, K_ij = exp(−½‖f_i − f_j‖²) ((N, C, D) channels:
-        each channel divided by its own σ_c and concatenated, the Hadamard
-        product of the channel kernels); for ``"linear"``, the samples
-        divided by their norms, K_ij = f_i·f_j. Float32 unless the data is
-        float64 (or must be, to keep squared distances finite).
-    """
-    values = obs.values
-    dtype = _checks.overflow_safe_dtype(name, values.reshape(obs.n, -1), centred=kernel != "linear")
-    x = values.to(dtype)
-    if kernel == "linear":
-        flat = x.reshape(obs.n, -1)
-        norms = torch.linalg.vector_norm(flat, dim=1, keepdim=True)
-        if not bool((norms > 0).all()):
-            bad = int((norms <= 0).sum())
-            raise ValueError(f"{name} has {bad} samples with K_ii <= 0 (all-zero rows under the linear kernel); "
-                             "the normalized Gram matrix is undefined for them")
-        return flat / norms, "linear", ()
-    channels = [x[:, c] for c in range(x.shape[1])] if x.dim() == 3 else [x]
-    parts, sigmas = [], []
-    for ch in channels:
-        centred = ch - ch.mean(dim=0, keepdim=True)
-        sigma = rule.of_samples(centred.detach(), name)
-        sigmas.append(sigma)
-        parts.append(centred / sigma)
-    return torch.cat(parts, dim=1), "rbf", tuple(sigmas)

@@ -10,10 +10,10 @@ import math
 
 import torch
 
-from pyfastent import _checks
+from pyfastent import _checks, _distances
 from pyfastent._memory import ensure_square_fits
 from pyfastent._native import _C, resolve_backend
-from pyfastent.ops import _torch_gram
+from pyfastent.ops import _cuda_gram, _torch_gram
 from pyfastent.ops._torch_spectrum import squared_norm64
 
 _MODES = ("rbf", "linear", "sqdist")
@@ -65,8 +65,6 @@ def batched_gram(x, kernel: str = "rbf", sigma=1.0, backend: str = "auto") -> to
 def _batched_gram(x: torch.Tensor, kernel: str, s: torch.Tensor | None, backend: str) -> torch.Tensor:
     b, n, _ = x.shape
     if resolve_backend(backend, [x], "batched_gram") == "cuda":
-        from pyfastent.ops import _cuda_gram
-
         if kernel == "linear":
             return _cuda_gram.gram(x, _C.GRAM_LINEAR, None, 1.0 / n)
         # Distances: centring on load (no centred copy) keeps digits, as on the torch path.
@@ -75,7 +73,7 @@ def _batched_gram(x: torch.Tensor, kernel: str, s: torch.Tensor | None, backend:
         return _cuda_gram.gram(x, mode, param, 1.0 / n, k_offset=x.mean(dim=1).contiguous())
     if kernel == "linear":
         return torch.stack([_torch_gram.normalize_(_torch_gram.linear(xi)) for xi in x])
-    sq = torch.stack([_torch_gram.squared_distances(xi) for xi in x])
+    sq = torch.stack([_distances.squared_distances(xi) for xi in x])
     if kernel == "sqdist":
         return sq
     return torch.exp(sq * (-0.5 / (s * s))[:, None, None]) / n
@@ -107,12 +105,10 @@ def _hadamard_gram(x: torch.Tensor, s: torch.Tensor, backend: str) -> torch.Tens
     flat = x.reshape(n, c * d)  # a view for contiguous input
     scale = (1.0 / s).repeat_interleave(d)  # [C·D] per-feature 1/σ_c
     if resolve_backend(backend, [x], "batched_gram") == "cuda":
-        from pyfastent.ops import _cuda_gram
-
         one = torch.full((1,), -0.5, dtype=x.dtype, device=x.device)
         return _cuda_gram.gram(flat[None], _C.GRAM_RBF, one, 1.0 / n, k_offset=flat.mean(0)[None].contiguous(),
                                k_scale=scale[None].contiguous())[0]
-    return _torch_gram.rbf_(_torch_gram.squared_distances(flat * scale), 1.0).div_(n)
+    return _torch_gram.rbf_(_distances.squared_distances(flat * scale), 1.0).div_(n)
 
 
 def hadamard_normalized(mats, backend: str = "auto") -> torch.Tensor:
@@ -133,8 +129,6 @@ def _hadamard_normalized(mats: list, backend: str) -> torch.Tensor:
     mats = [m.to(dtype) for m in mats]
     ensure_square_fits(mats[0].shape[0], dtype, mats[0].device, 1, "the joint Gram matrix")
     if len(mats) <= 3 and resolve_backend(backend, mats, "hadamard_normalized") == "cuda":
-        from pyfastent.ops import _cuda_gram
-
         # float64 products of at most 3 diagonal entries: no underflow for any N.
         trace = float(torch.stack([m.diagonal().double() for m in mats]).prod(0).sum())
         return _cuda_gram.hadamard_normalized(mats, _torch_gram.positive_trace(trace))
@@ -178,8 +172,6 @@ def alpha2_entropies(x, y, sigma_x: float, sigma_y: float | None = None, base: f
     xt = xt.to(dtype)
     n = xt.shape[0]
     if resolve_backend(backend, [xt, yt], "alpha2_entropies") == "cuda":
-        from pyfastent.ops import _cuda_gram
-
         codes = torch.unique(yt, return_inverse=True)[1].contiguous() if labels else None
         sums = _cuda_gram.rbf_alpha2_sums(
             xt, sx, xt.mean(0).contiguous(), None if labels else yt, sy or 1.0,
@@ -187,11 +179,11 @@ def alpha2_entropies(x, y, sigma_x: float, sigma_y: float | None = None, base: f
         values = -torch.log(sums / (n * n))
         return tuple(float(v) / ln_base for v in values)
     ensure_square_fits(n, dtype, xt.device, 2.5, "alpha2_entropies")  # K_x, K_y and a boolean label comparison
-    kx = _torch_gram.rbf_(_torch_gram.squared_distances(xt), sx)
+    kx = _torch_gram.rbf_(_distances.squared_distances(xt), sx)
     if labels:
         ky = _torch_gram.delta(torch.unique(yt, return_inverse=True)[1], xt.dtype)
     else:
-        ky = _torch_gram.rbf_(_torch_gram.squared_distances(yt), sy)
+        ky = _torch_gram.rbf_(_distances.squared_distances(yt), sy)
     sums = [float(squared_norm64(kx)), float(squared_norm64(ky))]
     sums.append(float(squared_norm64(kx.mul_(ky))))  # the joint, in kx's memory
     return tuple(-math.log(s / (n * n)) / ln_base for s in sums)

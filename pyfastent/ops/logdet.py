@@ -6,6 +6,7 @@ import torch
 
 from pyfastent import _checks
 from pyfastent._native import _C, resolve_backend
+from pyfastent.ops import _cuda_gram, _cuda_logdet
 from pyfastent.ops.kernels import _float_batch
 
 MODES = ("cov", "correlation")
@@ -31,8 +32,6 @@ def spd_logdet(m, backend: str = "auto", what: str = "matrices") -> torch.Tensor
     if m.shape[1] != m.shape[2]:
         raise ValueError(f"{what} must be square, got shape {tuple(m.shape)}")
     if resolve_backend(backend, [m], "spd_logdet") == "cuda":
-        from pyfastent.ops import _cuda_logdet
-
         logdet, info = _cuda_logdet.cholesky_logdet(m)
         _raise_not_pd(info, what)
         return logdet
@@ -62,8 +61,6 @@ def centred_gram(x: torch.Tensor, mode: str, coef: float, columns: bool, backend
     b = x.shape[0]
     mean, scale = standardization(x, mode)
     if resolve_backend(backend, [x], "covariance_logdet") == "cuda":
-        from pyfastent.ops import _cuda_gram
-
         param = torch.full((b,), coef, dtype=x.dtype, device=x.device)
         scale = None if scale is None else scale.contiguous()
         if columns:  # the columns of x are the rows of its transposed view
@@ -124,8 +121,6 @@ def logdet_joints(x, joints, beta: float, mode: str = "cov", backend: str = "aut
             raise ValueError(f"joints[{j}] must list 1 to 64 column indices below {d}, got {cols!r}")
     gram = centred_gram(x[None], mode, 1.0, columns=True, backend=backend)[0]  # XcᵀXc [D, D]
     if resolve_backend(backend, [x], "logdet_joints") == "cuda":
-        from pyfastent.ops import _cuda_logdet
-
         index = torch.zeros(len(joints), max(len(c) for c in joints), dtype=torch.int32)
         for j, cols in enumerate(joints):
             index[j, : len(cols)] = torch.tensor(cols, dtype=torch.int32)

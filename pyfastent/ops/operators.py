@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 
 from pyfastent import _ranks
-from pyfastent.ops._torch_gram import distance_rows
+from pyfastent._distances import distance_rows
+from pyfastent.ops._torch_spectrum import squared_norm64
 
 # Rows of one tile: about 64 MiB of float32 per tile, at least 16 rows.
 _TILE_ELEMENTS = 1 << 24
@@ -129,8 +130,6 @@ class DenseOperator:
         return float(self.matrix.diagonal().sum(dtype=torch.float64))
 
     def squared_frobenius(self) -> float:
-        from pyfastent.ops._torch_spectrum import squared_norm64
-
         return float(squared_norm64(self.matrix))
 
 

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
-from pyfastent import _checks
+from pyfastent._distances import distances_from_gram
 from pyfastent._memory import ensure_square_fits
 from pyfastent.ops import threads
+from pyfastent.ops.features import kernel_features
+from pyfastent.samples import Observations, Rows, row_codes
 
 # Columns are converted, centred and multiplied in blocks of about this many bytes.
 BLOCK_BYTES = 1 << 26
@@ -53,7 +55,7 @@ class Needs:
             of channel c and σ_c the rule's width for them (per-channel
             Rényi, Yu et al. 2020).
         features: (kernel, rule) pairs: the features of the randomized
-            method (``pyfastent.ops.gram.kernel_features``).
+            method (``pyfastent.ops.features.kernel_features``).
         codes: one int64 code per distinct row [N] (delta kernels).
         discrete_as: how the columns of integer or bool rows are read:
             ``"one_hot"`` (indicator columns, as ``LogDet`` reads labels) or
@@ -91,54 +93,6 @@ class Needs:
 
 def _unique(items: tuple) -> tuple:
     return tuple(dict.fromkeys(items))
-
-
-class Rows:
-    """The N samples of one variable, as one tensor or as the mini-batches
-    they arrived in (each [b, ...], the same trailing shape), concatenated
-    only a block of columns at a time.
-
-    Args:
-        parts: the batches, in sample order.
-        name: the variable's name, for errors.
-        channels: read axis 1 as C channels (per-channel products).
-    """
-
-    def __init__(self, parts, name: str = "x", channels: bool = False):
-        parts = list(parts)
-        if not parts:
-            raise ValueError(f"{name} has no samples")
-        shape = tuple(parts[0].shape[1:])
-        for p in parts:
-            if tuple(p.shape[1:]) != shape:
-                raise ValueError(f"{name}: a batch has samples of shape {tuple(p.shape[1:])}, another {shape}")
-        if channels and len(shape) < 1:
-            raise ValueError(f"{name} needs shape (N, C, ...) with channels=True, got (N,)")
-        self.parts = parts
-        self.name = name
-        self.shape = shape
-        self.n = sum(p.shape[0] for p in parts)
-        self.channels = shape[0] if channels else None
-        self.discrete = _checks.is_discrete_dtype(parts[0])
-        self.dtype = parts[0].dtype
-        self.device = parts[0].device
-        self.width = int(np.prod(shape, dtype=np.int64)) if shape else 1
-
-    def one_hot_width(self) -> int:
-        """Columns of the indicator (one-hot) form of discrete rows: the
-        number of distinct values in each column, summed."""
-        values = self.values()
-        return sum(int(torch.unique(values[:, j]).numel()) for j in range(values.shape[1]))
-
-    def values(self) -> torch.Tensor:
-        """All rows as one [N, width] tensor (a view when there is one part)."""
-        flat = [p.reshape(p.shape[0], -1) for p in self.parts]
-        return flat[0] if len(flat) == 1 else torch.cat(flat)
-
-    def block(self, start: int, stop: int) -> torch.Tensor:
-        """Columns start:stop of all rows, [N, stop − start], concatenated."""
-        pieces = [p.reshape(p.shape[0], -1)[:, start:stop] for p in self.parts]
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 @dataclass(eq=False)
@@ -212,9 +166,6 @@ def reduce_rows(rows: Rows, needs: Needs) -> Reduction:
     are torch operations (differentiable); on the CPU, float64 and float32
     products use the BLAS ``syrk`` behind NumPy's ``a @ a.T``.
     """
-    from pyfastent.ops.gram import kernel_features
-    from pyfastent.variable import Observations, row_codes
-
     out = Reduction(rows.n, rows.width, rows.shape, rows.channels, rows.discrete,
                     _float_dtype(rows.dtype), rows.device, rows.name)
     if needs.codes:
@@ -244,8 +195,6 @@ def _float_dtype_tensor(t: torch.Tensor) -> torch.Tensor:
 def _one_hot_rows(rows: Rows) -> Rows:
     """Discrete rows as indicator columns, one block per column of values
     (``LogDet`` reads discrete variables this way)."""
-    from pyfastent.variable import row_codes
-
     values = rows.values().reshape(rows.n, -1)
     columns = [torch.nn.functional.one_hot(row_codes(values[:, j: j + 1])) for j in range(values.shape[1])]
     return Rows([torch.cat(columns, dim=1).to(torch.float64)], rows.name)
@@ -484,8 +433,6 @@ def _channel_distances(rows: Rows, mean: torch.Tensor, dtype: torch.dtype, kerne
     """rule -> (Σ_c D_c/σ_c² [N, N], (σ_c, …)): one channel at a time, its
     centred inner products in ``dtype``, its distances and width in
     ``kernel_dtype`` (as the kernel that reads them)."""
-    from pyfastent.ops._torch_gram import distances_from_gram
-
     n, per_channel = rows.n, rows.width // rows.channels
     # The sums, one channel's inner products, its distances (unless made in their place), the rule's work.
     itemsize = torch.empty((), dtype=kernel_dtype).element_size()

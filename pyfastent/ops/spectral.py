@@ -26,9 +26,15 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from pyfastent import _checks, _ranks
+from pyfastent._memory import available_bytes
+from pyfastent.estimate import Estimate
 from pyfastent.ops._torch_spectrum import (ENTRY_ROUNDOFF, frobenius_renyi2_nats, roundoff_floor,
                                             spectrum_renyi_nats, squared_norm64)
-from pyfastent.ops.operators import DenseOperator
+from pyfastent.ops.deferred import Pending
+from pyfastent.ops.eigen import eigenvalues
+from pyfastent.ops.operators import DenseOperator, RowShardedKernel
+from pyfastent.samples import row_codes
 
 
 @dataclass(frozen=True)
@@ -93,8 +99,6 @@ class LanczosConfig:
     distributed: bool = False
 
     def __post_init__(self):
-        from pyfastent import _checks
-
         for name in ("probes", "steps", "block", "depth"):
             _checks.positive_int(name, getattr(self, name))
         if self.probes < 2:
@@ -116,8 +120,6 @@ def exact_sum(matrix: torch.Tensor, fn: TraceFunction) -> float:
     """Σ f(λ) over the eigenvalues of a (small) symmetric [n, n] block, in
     float64, with λ ≤ n·ε·λ_max counted as 0 (ε of the block's dtype: the
     round-off of its entries)."""
-    from pyfastent.ops.eigen import eigenvalues
-
     lam = eigenvalues(matrix)
     lam = torch.where(lam > roundoff_floor(lam, matrix.dtype), lam, torch.zeros_like(lam))
     return float(fn.f(lam).sum())
@@ -246,8 +248,6 @@ def groups_of(codes: list) -> list:
     """Sample indices of each value of the joint discrete code: the class
     blocks of a joint with delta-kernel variables (their kernel is 1 within
     a block, 0 across, so the joint Gram matrix is block diagonal)."""
-    from pyfastent.variable import row_codes
-
     joint = codes[0] if len(codes) == 1 else row_codes(torch.stack(codes, dim=1))
     order = torch.argsort(joint, stable=True)
     sizes = torch.bincount(joint).tolist()
@@ -266,8 +266,6 @@ def defer_exact_renyi_nats(joint: torch.Tensor, alpha: float, groups: list | Non
     spectrum is solved with ``batch`` (a ``SpectralBatch``), restricted to
     the class blocks ``groups`` when delta-kernel variables are in the
     joint: C blocks cost ~N³/C² instead of N³. α = 2 needs no spectrum."""
-    from pyfastent.ops.deferred import Pending
-
     if alpha == 2.0:
         if groups is None:
             return Pending.done(float(frobenius_renyi2_nats(joint)))
@@ -281,8 +279,6 @@ def defer_exact_renyi_nats(joint: torch.Tensor, alpha: float, groups: list | Non
 
 def _split(config: LanczosConfig) -> bool:
     """Whether kernels are split by rows across the ranks of a process group."""
-    from pyfastent import _ranks
-
     return config.distributed and _ranks.active()
 
 
@@ -291,9 +287,6 @@ def _operator(block, config: LanczosConfig):
     ranks (``config.distributed``), stored when three copies fit in the
     free memory (products are then matrix multiplications), or tile by tile
     keeping what fits in half of it and recomputing the rest at every product."""
-    from pyfastent._memory import available_bytes
-    from pyfastent.ops.operators import RowShardedKernel
-
     free = available_bytes(block.device)
     if _split(config):
         return RowShardedKernel(block, free // 2)
@@ -307,9 +300,6 @@ def randomized_renyi_nats(kernel, alpha: float, groups: list | None, config: Lan
     deflated stochastic Lanczos quadrature per class block, α = 2 exactly
     from tile sums. Returns an ``Estimate`` (its deviations probe by probe),
     or a float when every block was small enough to be exact."""
-    from pyfastent.estimate import Estimate
-    from pyfastent.ops.operators import RowShardedKernel
-
     blocks = [kernel] if groups is None else [kernel.restrict(g) for g in groups]
     if alpha == 2.0:  # sums of squares, tile by tile (each rank its rows, when split)
         split = _split(config)

@@ -144,8 +144,8 @@ def _report(rows, plane, figures, table, settings) -> Report:
         "Relative error at β = 10⁴: " + ", ".join(f"{c} {v:.1%}" for c, v in at_1e4.items())
         + ". Distance to the sample covariance's Gaussian MI shrinking at every step in β: "
         + ", ".join(f"{c} {'yes' if v else 'no'}" for c, v in shrinking.items()) + ".",
-        f"Information plane of a tanh MLP on the digits (LogDet, β = 100·64, test probe): I(X;T) of the hidden "
-        f"layers, first epoch, maximum and last epoch (bits):\n\n" + "\n".join(trend_lines),
+        "Information plane of a tanh MLP on the digits (LogDet, β = 100·64, test probe): I(X;T) of the hidden "
+        "layers, first epoch, maximum and last epoch (bits):\n\n" + "\n".join(trend_lines),
     ]
     reason = {"supported": "Every deciding case is within 10% at β = 10⁴ and converges as β grows.",
               "not supported": "Some deciding case is off by more than 30% at β = 10⁴.",
