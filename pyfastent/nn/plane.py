@@ -14,7 +14,8 @@ from pyfastent.estimators import Discrete, LogDet, Renyi
 from pyfastent.nn.hooks import select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import block_layers, point_descriptions, resolve_pooling
-from pyfastent.nn.sweep import choose_x, default_estimators, layer_variable, measure_layers, x_for_defaults
+from pyfastent.nn.measure import measure_layers
+from pyfastent.nn.variables import choose_x, default_estimators, layer_variable, x_for_defaults
 from pyfastent.nn.table import PlaneTable, StepLog, metric_values
 from pyfastent.nn.training_hooks import INPUT, TrainingRecorder
 from pyfastent.nn.transfer import TrainingSeries, binarized, mean_pairwise_te, neuron_grid, pairwise_te, sampled_te
