@@ -49,6 +49,7 @@ import _record  # noqa: E402
 import pyfastent as pf  # noqa: E402
 from pyfastent import token_measures  # noqa: E402
 from pyfastent.ops.eigen import symmetric_eigenvalues  # noqa: E402
+from pyfastent.ops.tokens import length_buckets, token_kernels  # noqa: E402
 
 LAYERS, DIM, SHORTEST, LONGEST, BATCH = 12, 768, 16, 256, 50
 
@@ -138,8 +139,8 @@ def bucketed(work: list) -> list:
     stacks = []
     for states, mask in work:
         x, real, _ = token_measures.checked_states(states, mask, None)
-        stacks += [token_measures._kernels(x, real, members, size)
-                   for members, size in token_measures._buckets(real.sum(1))]
+        stacks += [token_kernels(x, real, members, size)
+                   for members, size in length_buckets(real.sum(1))]
     return stacks
 
 

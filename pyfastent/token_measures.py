@@ -30,18 +30,15 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from pyfastent import _checks
-from pyfastent.ops import threads
-from pyfastent.ops._torch_spectrum import spectrum_renyi_nats
+from pyfastent.ops import spectrum_renyi_nats
 from pyfastent.ops.eigen import symmetric_eigenvalues
 from pyfastent.ops.logdet import spd_logdet
+from pyfastent.ops.tokens import feature_centred, kernel_dtype, length_buckets, token_kernels
 
 NORMALIZATIONS = ("raw", "logN", "logD", "maxEntropy", "logNlogD")
-# Sequences whose lengths round up to the same multiple of this are padded together.
-BUCKET = 8
 LLM_CHECK_RIDGE = 1e-3  # Sriramanan et al. (2024), the regularization of their hidden score
 
 
@@ -117,8 +114,8 @@ def logdets(x: torch.Tensor, real: torch.Tensor, ridge: float) -> torch.Tensor:
     tokens [B, T]: [L, B] float64."""
     counts = real.sum(1)
     out = torch.empty(x.shape[0], x.shape[1], dtype=torch.float64)
-    for members, size in _buckets(counts):
-        gram = _kernels(x, real, members, size, _feature_centred, tokens_side=True)  # [L·b, size, size]
+    for members, size in length_buckets(counts):
+        gram = token_kernels(x, real, members, size, feature_centred, tokens_side=True)  # [L·b, size, size]
         gram.diagonal(dim1=-2, dim2=-1).add_(ridge)  # padded rows: ridge·I, log det (size − n)·log ridge
         logdet = spd_logdet(gram, what="the regularized token Gram matrix").reshape(x.shape[0], len(members))
         n = counts[members].double()
@@ -244,71 +241,6 @@ def checked_states(states, mask, exclude):
     return x.detach().cpu(), real, layered
 
 
-def _centred_unit(z: np.ndarray) -> np.ndarray:
-    """Rows [n, D] centred over the n rows and scaled to unit norm, in
-    their precision (float32 at least: float32 states lose nothing they
-    had, NumPy sums pairwise, and their entropies stay within 1e-4 bits of
-    float64 ones; benchmarks/bench_tokens.py checks it). A row at the mean
-    has no direction and stays zero."""
-    z = z - z.mean(0)
-    norms = np.sqrt(np.einsum("ij,ij->i", z, z))
-    z /= np.where(norms > 0, norms, 1)[:, None]
-    return z
-
-
-def _feature_centred(z: np.ndarray) -> np.ndarray:
-    """Rows [n, D] in float64, each centred over its own D features (LLM-Check's
-    J_d): the ridge of 1e-3 is below float32 round-off of their Gram matrix."""
-    z = z.astype(np.float64)
-    return z - z.mean(1, keepdims=True)
-
-
-def _kernels(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: int, prepare=_centred_unit,
-             tokens_side: bool = False) -> torch.Tensor:
-    """The linear kernels of ``prepare``d real rows (default: centred unit
-    rows) of the sequences ``members``, every layer: float64 [L·b, k, k]
-    (layer-major), k = size on the tokens side, or D when size > D and not
-    ``tokens_side`` (the features side, Zᵀ·Z, with the same nonzero
-    eigenvalues); rows and columns past a sequence's tokens are zero,
-    adding zero eigenvalues. One sequence and layer per BLAS call (a
-    symmetric product: one triangle), side by side on single-threaded BLAS
-    (``pyfastent.ops.threads``)."""
-    layers, dim = x.shape[0], x.shape[-1]
-    features = size > dim and not tokens_side
-    side = dim if features else size
-    data = x.to(kernel_dtype(x.dtype)).numpy()
-    out = np.zeros((layers * len(members), side, side))
-    rows = [torch.nonzero(real[b]).flatten().numpy() for b in members.tolist()]
-    jobs = [(layer, j, b) for j, b in enumerate(members.tolist()) for layer in range(layers)]
-
-    def fill(chunk):
-        for layer, j, b in chunk:
-            index = rows[j]
-            contiguous = index[-1] + 1 - index[0] == len(index)  # one run of real tokens: a view
-            z = prepare(data[layer, b, index[0]:index[-1] + 1] if contiguous else data[layer, b, index])
-            kernel = z.T @ z if features else z @ z.T
-            out[layer * len(members) + j, :kernel.shape[0], :kernel.shape[1]] = kernel
-
-    count = threads.workers()
-    with threads.side_by_side(count) as pool:
-        list(pool.map(fill, [jobs[i::count] for i in range(count)]))
-    return torch.from_numpy(out)
-
-
-def kernel_dtype(states: torch.dtype) -> torch.dtype:
-    """The dtype token kernels are computed in: float64 for float64 states,
-    else float32 (half-precision states are widened first)."""
-    return torch.float64 if states == torch.float64 else torch.float32
-
-
-def _buckets(counts: torch.Tensor):
-    """(sequence indices, padded size) of sequences whose token counts round
-    up to the same multiple of ``BUCKET``."""
-    sizes = (counts + BUCKET - 1) // BUCKET * BUCKET
-    for size in torch.unique(sizes).tolist():
-        yield torch.nonzero(sizes == size).flatten(), int(size)
-
-
 class TokenSpectra:
     """The spectra of every sequence's (and layer's) token kernel: the
     eigenvalues of the linear kernel of its centred unit rows, solved once
@@ -327,8 +259,8 @@ class TokenSpectra:
         layers, _, _, dim = x.shape
         counts = real.sum(1)
         stacks, where = [], []
-        for members, size in _buckets(counts):
-            stacks.append(_kernels(x, real, members, size))  # [L·b, k, k]
+        for members, size in length_buckets(counts):
+            stacks.append(token_kernels(x, real, members, size))  # [L·b, k, k]
             where.append(members)
         parts = [(members, eig.reshape(layers, len(members), -1))
                  for members, eig in zip(where, symmetric_eigenvalues(stacks))]

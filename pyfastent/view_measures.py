@@ -29,10 +29,11 @@ from pyfastent import _checks
 from pyfastent._warnings import SaturationWarning
 from pyfastent.estimators import Renyi
 from pyfastent.measures import mutual_information
-from pyfastent.ops._torch_spectrum import spectrum_renyi_nats
+from pyfastent.ops import spectrum_renyi_nats
 from pyfastent.ops.eigen import symmetric_eigenvalues
 from pyfastent.significance import permutation_test
-from pyfastent.token_measures import NORMALIZATIONS, _centred_unit, checked_states, mean_states, normalized
+from pyfastent.ops.tokens import centred_unit
+from pyfastent.token_measures import NORMALIZATIONS, checked_states, mean_states, normalized
 
 LIDAR_DELTA = 1e-4  # the ridge of the within-class scatter in Thilak et al. (2024) and Skean et al.'s code
 INFONCE_TEMPERATURE = 0.1  # Skean et al.'s evaluation (mteb-harness.py)
@@ -60,8 +61,8 @@ def dime(view_a, view_b, mask_a=None, mask_b=None, alpha: float = 1.0, base: flo
     _checks.choice("normalization", normalization, NORMALIZATIONS)
     permutations = _checks.positive_int("permutations", permutations)
     (a, b), layered = _pooled_views([view_a, view_b], [mask_a, mask_b], ("view_a", "view_b"))
-    a = torch.stack([torch.from_numpy(_centred_unit(layer.numpy())) for layer in a])
-    b = torch.stack([torch.from_numpy(_centred_unit(layer.numpy())) for layer in b])
+    a = torch.stack([torch.from_numpy(centred_unit(layer.numpy())) for layer in a])
+    b = torch.stack([torch.from_numpy(centred_unit(layer.numpy())) for layer in b])
     est = Renyi(alpha=alpha, kernel="linear", base=math.e)
     out = []
     for layer_a, layer_b in zip(a, b):

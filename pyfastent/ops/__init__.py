@@ -10,6 +10,7 @@ import torch
 
 from pyfastent import _checks
 from pyfastent.ops import _torch_spectrum
+from pyfastent.ops._torch_spectrum import spectrum_renyi_nats
 from pyfastent.ops.eigen import eigenvalues
 from pyfastent.ops.gram import normalized_gram
 from pyfastent.ops.kernels import alpha2_entropies, batched_gram, hadamard_gram, hadamard_normalized
@@ -30,6 +31,7 @@ __all__ = [
     "renyi_entropy_from_gram",
     "resolve_kernel",
     "spd_logdet",
+    "spectrum_renyi_nats",
 ]
 
 
@@ -121,4 +123,4 @@ def _psd_renyi_nats(a: torch.Tensor, alpha: float) -> torch.Tensor:
     if bool((smallest < -slack).any()):
         raise ValueError(f"A is not positive semidefinite: smallest eigenvalue {float(smallest.min()):.3g} "
                          "(a Gram matrix has none below round-off)")
-    return _torch_spectrum.spectrum_renyi_nats(eig, alpha, a.dtype)
+    return spectrum_renyi_nats(eig, alpha, a.dtype)
