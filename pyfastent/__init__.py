@@ -27,6 +27,7 @@ from pyfastent.token_measures import curvature, dataset_entropy, effective_rank,
 from pyfastent.view_measures import dime, infonce, lidar
 from pyfastent.variable import Variable
 
+from pyfastent import settings  # noqa: F401 - pf.settings.memory_budget(...) and the others
 from pyfastent._version import __version__  # noqa: F401 - the package's version
 
 # Imported on first use (pyfastent.nn, pyfastent.plot, ...): `import pyfastent`

@@ -10,6 +10,7 @@ site's own peak is what must fit.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -53,6 +54,22 @@ def _cgroup_headroom() -> int:
             return _UNLIMITED
         return max(int(limit) - usage, 0)
     return _UNLIMITED
+
+
+def parse_size(name: str, value) -> int:
+    """Bytes of ``value``: a positive number, or a string with a unit
+    (``"4GB"``, ``"512 MiB"``; decimal and binary units); else a ValueError
+    naming ``name``."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]i?[bB]?|[bB]?)\s*", value)
+        if not match:
+            raise ValueError(f"{name} must be a number of bytes or a size such as '4GB', got {value!r}")
+        number, unit = float(match.group(1)), match.group(2).upper().rstrip("B")
+        power = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit[:1]]
+        value = number * (1024 if unit.endswith("I") else 1000) ** power
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number of bytes or a size such as '4GB', got {value!r}")
+    return int(value)
 
 
 def format_bytes(count: float) -> str:

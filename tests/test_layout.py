@@ -12,11 +12,11 @@ PACKAGE = Path(__file__).parent.parent / "pyfastent"
 # Lowest first. A module is on the floor of its longest matching prefix.
 FLOORS = [
     ("pyfastent._checks", "pyfastent._memory", "pyfastent._warnings", "pyfastent._text", "pyfastent._ranks",
-     "pyfastent._native", "pyfastent._version", "pyfastent._progress", "pyfastent.estimate", "pyfastent.data",
+     "pyfastent._native", "pyfastent._version", "pyfastent.estimate", "pyfastent.data",
      "pyfastent.models"),
     ("pyfastent.samples", "pyfastent._distances"),
     ("pyfastent.widths", "pyfastent.variable"),
-    ("pyfastent.settings",),
+    ("pyfastent.settings", "pyfastent._progress"),
     ("pyfastent.ops",),
     ("pyfastent.estimators",),
     ("pyfastent.measures", "pyfastent.similarity", "pyfastent.token_measures", "pyfastent.view_measures",

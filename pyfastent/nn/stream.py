@@ -13,15 +13,14 @@ refused when more than one pass is needed.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 
-from pyfastent import distributed
-from pyfastent._memory import available_bytes, format_bytes
+from pyfastent import distributed, settings
+from pyfastent._memory import available_bytes, format_bytes, parse_size
 from pyfastent.nn import sequence
 from pyfastent.nn.hooks import run_hooked
 from pyfastent.nn.inputs import (Batch, Probe, fingerprint, parameter_dtype_device, takes_positions, to_model,
@@ -32,24 +31,16 @@ DEFAULT_BUDGET = 0.4
 
 
 def resolve_budget(memory_budget, device: torch.device) -> int:
-    """Bytes of a ``memory_budget``: a positive number of bytes, a string
-    with a unit (``"4GB"``, ``"512 MiB"``; decimal and binary units), or
-    ``None`` for ``DEFAULT_BUDGET`` of the memory free on ``device``
-    (MemAvailable and the cgroup's headroom on the CPU, the free GPU memory
-    on CUDA)."""
+    """Bytes of a ``memory_budget``: a positive number of bytes or a string
+    with a unit (``"4GB"``, ``"512 MiB"``; decimal and binary units); ``None``
+    for ``pyfastent.settings.memory_budget``, else ``DEFAULT_BUDGET`` of the
+    memory free on ``device`` (MemAvailable and the cgroup's headroom on the
+    CPU, the free GPU memory on CUDA)."""
+    if memory_budget is None:
+        memory_budget = settings.memory_budget.get()
     if memory_budget is None:
         return int(DEFAULT_BUDGET * available_bytes(device))
-    if isinstance(memory_budget, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]i?[bB]?|[bB]?)\s*", memory_budget)
-        if not match:
-            raise ValueError(f"memory_budget must be a number of bytes or a size such as '4GB', got {memory_budget!r}")
-        number, unit = float(match.group(1)), match.group(2).upper().rstrip("B")
-        power = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit[:1]]
-        memory_budget = number * (1024 if unit.endswith("I") else 1000) ** power
-    if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget > 0:
-        raise ValueError(f"memory_budget must be a positive number of bytes or a size such as '4GB', "
-                         f"got {memory_budget!r}")
-    return int(memory_budget)
+    return parse_size("memory_budget", memory_budget)
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyfastent import _ranks
+from pyfastent import _ranks, settings
 from pyfastent._memory import ensure_square_fits
 from pyfastent.ops import threads
 
-DRIVERS = ("torch", "numpy", "scipy-evd", "scipy-evr")
+DRIVERS = settings.EIGENSOLVERS
 SMALLEST_CLASS = 64  # smaller matrices, whose solves thread and call overheads dominate, go to torch
 _ENV = "PYFASTENT_EIGENSOLVER"
 _FILE = "eigen-plan.json"
@@ -370,8 +370,9 @@ def _winner(samples: dict, drivers: tuple) -> str | None:
 
 
 def forced_driver() -> str | None:
-    """``PYFASTENT_EIGENSOLVER``, checked: a driver name, or ``None``."""
-    value = os.environ.get(_ENV, "").strip().lower()
+    """``pyfastent.settings.eigensolver``, else ``PYFASTENT_EIGENSOLVER``,
+    checked: a driver name, or ``None`` (the plan decides)."""
+    value = settings.eigensolver.get() or os.environ.get(_ENV, "").strip().lower()
     if not value:
         return None
     if value not in DRIVERS:

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from pyfastent import settings
+
 _controller = None  # threadpoolctl's view of the loaded libraries, rebuilt when modules are imported
 _modules_seen = 0
 
@@ -34,9 +36,10 @@ def _blas_controller():
 
 
 def workers() -> int:
-    """How many calls run side by side: torch's intra-op thread count, so
-    pyfastent uses the cores torch was told to use."""
-    return max(1, torch.get_num_threads())
+    """How many calls run side by side: ``pyfastent.settings.threads``, else
+    torch's intra-op thread count, so pyfastent uses the cores torch was
+    told to use."""
+    return settings.threads.get() or max(1, torch.get_num_threads())
 
 
 @contextlib.contextmanager
