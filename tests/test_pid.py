@@ -37,17 +37,6 @@ def test_copies_are_pure_redundancy(est):
     assert r.nonredundant == pytest.approx(0.0, abs=1e-9)
 
 
-@pytest.mark.parametrize("est", [pf.Discrete(), pf.Renyi(alpha=1.01), pf.LogDet(beta=1.0)], ids=repr)
-def test_two_source_atoms_add_up_to_joint_mi(est, rng):
-    t1 = torch.randint(0, 3, (200,), generator=rng)
-    t2 = torch.randint(0, 2, (200,), generator=rng)
-    y = (t1 + t2 * torch.randint(0, 2, (200,), generator=rng)) % 3
-    r = pf.pid(y, [t1, t2], estimator=est)
-    assert r.synergy + r.redundancy + sum(r.unique) == pytest.approx(r.mutual_information, abs=1e-9)
-    assert r.mutual_information == pytest.approx(pf.mutual_information(y, [t1, t2], estimator=est), abs=1e-9)
-    assert r.source_information[0] == pytest.approx(pf.mutual_information(y, t1, estimator=est), abs=1e-9)
-
-
 def test_k_sources_and_zero_information():
     t1, t2 = balanced_bits()
     t3 = torch.tensor([0, 1]).repeat(50)
