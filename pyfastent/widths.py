@@ -275,10 +275,9 @@ class ChannelShare(_Transformed):
     The joint kernel exp(−½ Σ_c d_c²/σ_c²) with σ_c = √C·s_c is
     exp(−½ · mean_c d_c²/s_c²): its exponent is the channels' mean, on the
     scale of one channel's kernel whatever C. With σ_c = s_c it grows with
-    C and the joint tends to the identity: with per-map kNN widths, 58 of
-    the 59 layers of a ResNet-18 (64 to 512 maps, N = 500) had their
-    entropy at log N (with √C, still 8: sparse ReLU maps, whose kNN widths
-    are near 0; with √C and ``Median`` widths, none). For C = 1 it is
+    C and the joint tends to the identity, whose entropy is log N at
+    ResNet widths (64 to 512 maps); sparse ReLU maps also have kNN widths
+    near 0, hence ``Median`` as the per-channel default. For C = 1 it is
     ``rule`` itself.
     """
 

@@ -14,6 +14,8 @@ import pyfastent.nn as pnn
 import pyfastent.plot as plot
 from pyfastent.cli import main
 
+pytestmark = pytest.mark.slow  # the command line in subprocesses and the demo's training
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -20,6 +20,7 @@ def run_python(code, **env):
     return out.stdout
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_import_and_estimate_without_native_extension():
     code = (
         "import sys, json; sys.modules['pyfastent._C'] = None\n"
@@ -34,6 +35,7 @@ def test_import_and_estimate_without_native_extension():
     assert "not built or not importable" in info["reason"]
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_backend_can_be_forced_to_torch():
     info = json.loads(run_python("import json, pyfastent; print(json.dumps(pyfastent.backend_info()))",
                                  PYFASTENT_BACKEND="torch"))
@@ -66,12 +68,14 @@ def test_native_plumbing():
     assert len(info["devices"]) == c.device_count()
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_unknown_backend_variable_warns_and_falls_back_to_auto():
     code = "import warnings, json; warnings.simplefilter('error')\ntry:\n import pyfastent\nexcept RuntimeWarning as w:\n print(w)"
     out = run_python(code, PYFASTENT_BACKEND="cuda")
     assert "is not 'auto' or 'torch'" in out
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_import_does_not_touch_the_cuda_driver():
     # A stub extension records device queries: importing pyfastent and
     # estimating on CPU tensors must not make one (fork-safe DataLoaders).
@@ -126,6 +130,7 @@ def test_nested_use_backend_restores_the_outer_choice():
     assert _native._override.get() is None
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_import_and_token_measures_without_transformers():
     code = (
         "import sys, json; sys.modules['transformers'] = None\n"

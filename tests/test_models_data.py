@@ -47,6 +47,7 @@ def test_digits_split_is_fixed_by_the_seed():
         torch.cat([c.y_train, c.y_test]).bincount().tolist())
 
 
+@pytest.mark.slow  # training
 def test_train_classifier_learns_digits_and_reports_each_epoch():
     from pyfastent.nn.train import accuracy, train_classifier
 

@@ -13,6 +13,8 @@ from pyfastent import cli
 from pyfastent.reproduce import cnn_pid, logdet, tensor_kernels, transfer_entropy
 from pyfastent.reproduce._report import Report, spearman
 
+pytestmark = pytest.mark.slow  # paper reproductions
+
 pytest.importorskip("matplotlib")
 pd = pytest.importorskip("pandas")
 

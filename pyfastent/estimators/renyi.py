@@ -81,8 +81,8 @@ class Renyi(Estimator):
             multiplied by √C (``pyfastent.widths.ChannelShare``), so that the
             Hadamard joint does not tend to the identity as C grows. Yu et
             al. (2020) chose one width per map for layers of 6 and 16 maps;
-            at ResNet widths (64 to 512 maps) per-map kNN widths put 58 of
-            the 59 layers of a ResNet-18 at log N.
+            at ResNet widths (64 to 512 maps) per-map widths alone put the
+            joints at log N.
         kernel: ``"rbf"``, ``"linear"`` (the plain inner product x_i·x_j
             of the samples as given, not centred) or ``"delta"`` for
             continuous variables; discrete ones (integer/bool of shape (N,) or (N, k))

@@ -1,37 +1,23 @@
-"""Eigenvalues of symmetric matrices: the one place that solves them, with
-the driver measured fastest on this machine (DESIGN.md, "Eigenvalues").
+"""Eigenvalues of symmetric matrices: the one place that solves them, by a
+measured *plan* per machine (DESIGN.md, "Eigenvalues"; measurements in
+``benchmarks/results/bench_eigensolvers_cpu.md``).
 
-Which LAPACK is fastest depends on the CPU: on this project's AMD EPYC
-machines torch's ``eigvalsh`` (MKL) took 1.7x as long per N = 1024 matrix
-as NumPy's (OpenBLAS) run side by side, while elsewhere MKL was within 31%
-of the best. So the choice is a measured *plan*, kept per machine, library
-versions and thread count, as FFTW keeps its plans:
-
-- Drivers (eigenvalues only, float64): ``"torch"`` (``torch.linalg.eigvalsh``,
-  torch's own threads; equal sizes in one batched call), ``"numpy"``
-  (``numpy.linalg.eigvalsh``), ``"scipy-evd"`` and ``"scipy-evr"``
-  (``scipy.linalg.eigh(eigvals_only=True)``, when SciPy is installed).
-  NumPy and SciPy run side by side on ``pyfastent.ops.threads.workers()``
-  threads with one BLAS thread each, never a multi-threaded OpenBLAS: its
-  workers spin after a call and slowed the torch work that followed 7.7x
-  (measured here). NumPy's wrappers release the GIL, so its calls do run
-  in parallel; SciPy's hold it, so side by side they run one at a time.
-- The plan has an entry per size class (the next power of two) for
-  matrices of 64 rows or more; smaller ones always go to torch. An undecided class is measured
-  on the real work: the matrices of each batch are dealt in chunks to the
-  drivers in turn, each chunk timed (per matrix, scaled to the class
-  size). A driver wins once every driver has three chunks and its median
-  is 10% below every other's, or after six chunks each by the best median;
-  until then every chunk is useful work.
-- The plan is kept in ``eigen-plan.json`` in the user's cache directory
-  (``PYFASTENT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pyfastent``, else
-  ``~/.cache/pyfastent``), written atomically, and used only by a process
-  with the same CPU (vendor, family, model, stepping, flags), library
-  versions and thread count; a corrupt, stale or foreign file is measured
-  again, never an error. An unwritable directory keeps the plan in memory.
-- ``PYFASTENT_EIGENSOLVER=torch|numpy|scipy-evd|scipy-evr`` forces a driver.
-- Under ``torch.distributed``, ``share_plan()`` gives every rank rank 0's
-  decided classes and stops exploring, so all ranks use the same drivers.
+- Drivers (eigenvalues only, float64): ``"torch"``, ``"numpy"``,
+  ``"scipy-evd"``, ``"scipy-evr"`` (SciPy when installed). NumPy and SciPy
+  run side by side on ``pyfastent.ops.threads.workers()`` threads with one
+  BLAS thread each, never as a multi-threaded OpenBLAS (whose spinning
+  workers slow the torch work that follows).
+- One entry per size class (the next power of two) from 64 rows; smaller
+  matrices go to torch. An undecided class is measured on the real work,
+  chunk by chunk, until a driver's median is 10% below every other's
+  (three chunks each) or after six chunks each.
+- Kept in ``eigen-plan.json`` in the cache directory (``PYFASTENT_CACHE_DIR``,
+  else ``$XDG_CACHE_HOME/pyfastent``, else ``~/.cache/pyfastent``), written
+  atomically, for the same CPU, library versions and threads; a corrupt,
+  stale or foreign file is measured again, never an error.
+- ``pyfastent.settings.eigensolver`` or ``PYFASTENT_EIGENSOLVER`` forces a
+  driver; under ``torch.distributed`` ``share_plan()`` gives every rank
+  rank 0's plan.
 """
 from __future__ import annotations
 

@@ -3,9 +3,7 @@ pools of the libraries NumPy and SciPy load (OpenBLAS, usually).
 
 An OpenBLAS call with several threads leaves its workers spinning for a
 while after it returns; torch work started then runs several times slower
-(measured here: a loop of small torch ops took 4.5x as long right after a
-two-thread NumPy ``syrk`` as alone, and tracker steps of a small CNN 2.5x).
-So pyfastent never calls a multi-threaded BLAS from NumPy or SciPy: inside
+(``benchmarks/results/bench_eigensolvers_cpu.md``). So pyfastent never calls a multi-threaded BLAS from NumPy or SciPy: inside
 ``side_by_side`` those libraries run one thread per call, and the work is
 spread over a few Python threads instead (NumPy and SciPy release the GIL),
 which spin for nothing once they are done. Thread limits are process-wide,

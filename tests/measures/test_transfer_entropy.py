@@ -30,6 +30,7 @@ def test_exact_copy_gives_one_bit(est):
     assert pf.transfer_entropy(t, s, estimator=est, k=2) == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.slow  # statistics over many random series
 def test_random_copy_noisy_copy_and_independent():
     g = torch.Generator().manual_seed(7)
     n = 200_000

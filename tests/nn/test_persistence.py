@@ -76,6 +76,7 @@ RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess killed mid-run
 def test_sigkill_loses_at_most_the_step_in_flight(tmp_path):
     log = tmp_path / "run.jsonl"
     child = subprocess.Popen([sys.executable, "-c", RUN, str(log)], stderr=subprocess.PIPE)

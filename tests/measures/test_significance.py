@@ -10,6 +10,7 @@ from pyfastent import significance
 from pyfastent.nn.transfer import mean_pairwise_te
 
 
+@pytest.mark.slow  # statistics over many permutation tests
 def test_dependent_data_gives_small_p_values():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(150, 2, generator=g, dtype=torch.float64)
@@ -26,6 +27,7 @@ def test_dependent_data_gives_small_p_values():
     assert xor.p_value < 0.01 and xor.value == pytest.approx(1.0, abs=0.02)
 
 
+@pytest.mark.slow  # statistics over many permutation tests
 def test_independent_data_gives_p_values_spread_over_the_unit_interval():
     p_values = []
     for seed in range(40):

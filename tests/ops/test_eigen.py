@@ -130,6 +130,7 @@ for i in range(300):
 """
 
 
+@pytest.mark.slow  # two processes
 def test_two_processes_writing_the_plan_leave_a_valid_file(tmp_path):
     env = {**__import__("os").environ, "PYFASTENT_CACHE_DIR": str(tmp_path)}
     writers = [subprocess.Popen([sys.executable, "-c", WRITER], env=env) for _ in range(2)]

@@ -17,7 +17,7 @@ from pyfastent.compat import logdet as logdet_compat
 from pyfastent.compat import repitl
 from pyfastent.compat import wickstrom
 
-FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "reference_values.json").read_text())
+FIXTURES = json.loads((Path(__file__).parents[1] / "fixtures" / "reference_values.json").read_text())
 CASES = {c["id"]: c for c in FIXTURES["cases"]}
 LN2 = math.log(2)
 

@@ -87,6 +87,7 @@ CASE_NAMES = ["renyi knn entropy", "renyi mi with labels", "renyi alignment", "r
               "renyi alpha 2", "logdet sylvester mi", "logdet columns", "alpha2 entropies"]
 
 
+@pytest.mark.slow  # peaks measured in subprocesses
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_guards_cover_the_measured_peak(measured, case):
     m = measured[case]

@@ -23,8 +23,9 @@ import pyfastent.nn as pnn
 from pyfastent.ops import operators
 from pyfastent.ops.spectral import LanczosConfig
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                 reason="torch.distributed with gloo is not available"),
+              pytest.mark.slow]  # several processes
 
 RANKS = 2
 LIMIT = 120.0  # seconds a spawned job may take before the test calls it a hang

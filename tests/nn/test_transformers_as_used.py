@@ -304,6 +304,7 @@ def test_tokens_command_says_what_it_looked_for(saved, capsys, model, args, mess
     assert not (root / "out" / "tokens.csv").exists()  # refused before any work
 
 
+@pytest.mark.slow  # four runs of the command
 def test_tokens_command_left_padded_equals_one_prompt_at_a_time_and_takes_views(saved, capsys):
     from pyfastent.cli import main
     from pyfastent.nn import TokenProfile

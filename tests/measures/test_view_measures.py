@@ -13,7 +13,7 @@ import torch
 import pyfastent as pf
 from pyfastent.compat import information_flow as flow
 
-FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "representation_values.json").read_text())
+FIXTURE = json.loads((Path(__file__).parents[1] / "fixtures" / "representation_values.json").read_text())
 VIEW_KINDS = ("lidar", "lidar_float64", "dime", "infonce", "curvature", "curvature_mean")
 
 
