@@ -304,7 +304,7 @@ def test_tokens_command_says_what_it_looked_for(saved, capsys, model, args, mess
     assert not (root / "out" / "tokens.csv").exists()  # refused before any work
 
 
-@pytest.mark.slow  # four runs of the command
+@pytest.mark.slow  # six runs of the command
 def test_tokens_command_left_padded_equals_one_prompt_at_a_time_and_takes_views(saved, capsys):
     from pyfastent.cli import main
     from pyfastent.nn import TokenProfile
@@ -318,6 +318,18 @@ def test_tokens_command_left_padded_equals_one_prompt_at_a_time_and_takes_views(
     assert len(batched) == len(alone)
     for a, b in zip(batched, alone):
         assert a["mean"] == pytest.approx(b["mean"], rel=1e-5, abs=1e-7), (a["measure"], a["name"])
+    tokenizer, size = tiny_tokenizer(root, padding_side="left")
+    llama_dir = root / "llama"
+    tf.LlamaModel(tf.LlamaConfig(vocab_size=size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2,
+                                 max_position_embeddings=32)).save_pretrained(llama_dir)
+    tokenizer.save_pretrained(llama_dir)
+    llama = ["tokens", "--model", str(llama_dir), "--text", str(text), "--no-progress"]
+    assert main([*llama, "--out", str(root / "llama-batched"), "--batch-size", "6"]) == 0
+    assert main([*llama, "--out", str(root / "llama-alone"), "--batch-size", "1"]) == 0
+    for a, b in zip(TokenProfile.load(root / "llama-batched" / "tokens.csv").rows,
+                    TokenProfile.load(root / "llama-alone" / "tokens.csv").rows):
+        assert a["mean"] == pytest.approx(b["mean"], rel=1e-5, abs=1e-7), ("llama", a["measure"], a["name"])
     views = root / "views.txt"
     views.write_text("\n".join(f"{p}\t{p} x\t{p[::-1]}" for p in PROMPTS) + "\n")
     assert main([*common, "--out", str(root / "views"), "--views", str(views)]) == 0
