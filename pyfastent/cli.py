@@ -4,6 +4,10 @@ A mistake on the command line or in its inputs ends in one line naming what
 to fix and exit code 2, never a traceback (``--debug`` shows it). Every
 input, and whether ``--out`` can be written, is checked before any
 computation and before the user's module is imported.
+
+Each subcommand imports the rooms it runs inside its function, so that
+``pyfastent --version``, ``info`` and argument errors answer without loading
+``nn``, matplotlib or scikit-learn (``tests/test_cli_plot.py`` checks it).
 """
 from __future__ import annotations
 

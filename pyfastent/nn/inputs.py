@@ -117,11 +117,6 @@ class Probe:
         sampler = getattr(self.data, "sampler", None)
         return self.kind == "batches" and isinstance(sampler, torch.utils.data.RandomSampler)
 
-    @property
-    def single_batch(self) -> bool:
-        """Whether the whole probe set is one batch, known before any pass."""
-        return self.kind != "batches" and (self.batch_size is None or self.batch_size >= self.n)
-
     def first_batch(self) -> Batch:
         """The first batch (kept for the next ``batches()`` of a one-shot iterator)."""
         if self.one_shot:

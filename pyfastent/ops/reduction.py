@@ -18,7 +18,7 @@ copy of the rows is ever made.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -139,18 +139,6 @@ class Reduction:
     channels_weighted: dict = field(default_factory=dict)
     features: dict = field(default_factory=dict)
     codes: torch.Tensor | None = None
-
-    def nbytes(self) -> int:
-        """Bytes held by the tensors of this reduction."""
-        total = 0
-        for f in fields(self):
-            value = getattr(self, f.name)
-            values = value.values() if isinstance(value, dict) else [value]
-            for v in values:
-                for t in (v if isinstance(v, tuple) else (v,)):
-                    if isinstance(t, torch.Tensor):
-                        total += t.numel() * t.element_size()
-        return total
 
 
 def reduce_rows(rows: Rows, needs: Needs) -> Reduction:
