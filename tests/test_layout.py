@@ -113,3 +113,42 @@ def test_the_check_sees_function_level_imports():
     tree = ast.parse("def f():\n    from pyfastent.nn import stream\n")
     assert any(isinstance(n, ast.ImportFrom) and n.module == "pyfastent.nn" for n in ast.walk(tree))
     assert "pyfastent.nn.stream" in imports_of("pyfastent.nn.capture")
+
+
+# A module says one thing; past about 400 lines it says several.
+MOST_LINES = 420
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_module_is_over_about_400_lines(name):
+    lines = len(MODULES[name].read_text().splitlines())
+    assert lines <= MOST_LINES, f"{name} has {lines} lines (at most {MOST_LINES}): split it by concept"
+
+
+def code_lines(path: Path) -> list:
+    """Non-blank lines, stripped, without comments and imports (which repeat by nature)."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith(("#", "import ", "from "))]
+
+
+def repeated_blocks(texts: dict, size: int = 6) -> dict:
+    """Blocks of ``size`` consecutive code lines found in two or more of ``texts`` (name -> lines)."""
+    where: dict = {}
+    for name, lines in texts.items():
+        for i in range(len(lines) - size + 1):
+            block = tuple(lines[i:i + size])
+            if sum(map(len, block)) >= 120:  # six closing brackets or `else:` lines are no copy
+                where.setdefault(block, set()).add(name)
+    return {block: names for block, names in where.items() if len(names) > 1}
+
+
+def test_no_block_of_six_lines_is_repeated_between_modules():
+    found = repeated_blocks({name: code_lines(path) for name, path in MODULES.items()})
+    assert not found, "repeated between modules (make one helper): " + "; ".join(
+        f"{sorted(names)}: {block[0]!r}..." for block, names in found.items())
+
+
+def test_the_repetition_check_finds_a_copy():
+    helper = [f"value_{i} = compute_something_long(argument_{i}, another_argument_{i})" for i in range(6)]
+    assert repeated_blocks({"a": ["x = 1"] + helper, "b": helper + ["y = 2"], "c": helper[:5]})
+    assert not repeated_blocks({"a": helper, "b": helper[:5]})

@@ -12,12 +12,11 @@ union of every reader's needs is built in one sweep over the columns.
 Precision: products are accumulated in float64 when any reader asks for
 it (LogDet: at β = 100·d float32 round-off is multiplied by β/N), otherwise
 in the data's precision. Symmetric products are computed on one triangle
-(BLAS ``syrk``, on the CPU) from column blocks of at most ``BLOCK_BYTES``, so no float64
+(BLAS ``syrk``, on the CPU) from column blocks (``ops/products.py``), so no float64
 copy of the rows is ever made.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,11 +26,8 @@ from pyfastent._distances import distances_from_gram
 from pyfastent._memory import ensure_square_fits
 from pyfastent.ops import threads
 from pyfastent.ops.features import kernel_features
+from pyfastent.ops.products import Wanted, blas_products, blocks, guard_products, on_blas, torch_products
 from pyfastent.samples import Observations, Rows, row_codes
-
-# Columns are converted, centred and multiplied in blocks of about this many bytes.
-BLOCK_BYTES = 1 << 26
-
 
 @dataclass(frozen=True)
 class Needs:
@@ -194,162 +190,44 @@ def _products(rows: Rows, needs: Needs, out: Reduction) -> None:
     if narrow and d > n:
         raise ValueError(f"{rows.name}: covariance products are for variables of at most N = {n} columns, "
                          f"got {d}")
-    want = _Wanted(needs.gram is not None, needs.standardized_gram, narrow)
-    blas = want.any and _on_blas(rows, n * n * d)
+    want = Wanted(needs.gram is not None, needs.standardized_gram, narrow)
+    blas = want.any and on_blas(rows, n * n * d)
     workers = threads.workers() if blas else 1
     if blas and not (needs.standardized_gram or narrow):
         # The column statistics are taken by the BLAS workers block by block, as they centre it:
         # the rows are read once. The dtype is checked after (float32 products of data so large
         # that they could overflow are then made again in float64).
         guess = _product_dtype(rows, needs, torch.zeros(1, dtype=torch.float64))[0]
-        blocks = _blocks(rows, guess, workers)
-        _guard_products(rows, want, blocks, guess, blas)
-        gram, offset, sgram, columns, mean, ranges = _blas_products(rows, blocks, None, None, guess, want)
-        dtype, out.dtype = _product_dtype(rows, needs, ranges)
+        column_blocks = blocks(rows, guess, workers)
+        guard_products(rows, want, column_blocks, guess, blas)
+        made = blas_products(rows, column_blocks, None, None, guess, want)
+        mean = made.statistics.mean
+        dtype, out.dtype = _product_dtype(rows, needs, made.statistics.ranges)
         if dtype != guess:
-            blocks = _blocks(rows, dtype, workers)
-            gram, offset, sgram, columns, _, _ = _blas_products(rows, blocks, mean, None, dtype, want)
+            made = blas_products(rows, blocks(rows, dtype, workers), mean, None, dtype, want)
     else:
         mean, ranges = _column_statistics(rows)
         dtype, out.dtype = _product_dtype(rows, needs, ranges)
         if needs.standardized_gram or narrow:
             out.scale = _inverse_std(rows, mean, ranges > 0)
-        gram = offset = sgram = columns = None
+        made = None
         if want.any:
-            blocks = _blocks(rows, dtype, workers)
-            _guard_products(rows, want, blocks, dtype, blas)
-            gram, offset, sgram, columns, _, _ = (_blas_products if blas else _torch_products)(
-                rows, blocks, mean, out.scale, dtype, want)
-    if want.any:
-        if gram is not None:
-            out.gram, out.gram_offset, out.gram_square = gram, offset, float(mean @ mean)
-        out.standardized_gram = sgram
-        if columns is not None:
+            column_blocks = blocks(rows, dtype, workers)
+            guard_products(rows, want, column_blocks, dtype, blas)
+            made = (blas_products if blas else torch_products)(rows, column_blocks, mean, out.scale, dtype, want)
+    if made is not None:
+        if made.gram is not None:
+            out.gram, out.gram_offset, out.gram_square = made.gram, made.offset, float(mean @ mean)
+        out.standardized_gram = made.standardized
+        if made.columns is not None:
             if needs.covariance:
-                out.covariance = columns.T @ columns
+                out.covariance = made.columns.T @ made.columns
             for key, partner in needs.crosses:
-                out.crosses[key] = partner.to(columns.device).T @ columns
+                out.crosses[key] = partner.to(made.columns.device).T @ made.columns
             if needs.columns:
-                out.columns = columns
+                out.columns = made.columns
     if needs.channel_rules:
         out.channels_weighted = _channel_distances(rows, mean, dtype, out.dtype, needs.channel_rules)
-
-
-def _guard_products(rows: Rows, want: "_Wanted", blocks: list, dtype: torch.dtype, blas: bool) -> None:
-    """Per worker: its sums, one block's product (BLAS path), its block of
-    centred columns (and their standardized copy)."""
-    if want.gram or want.standardized:
-        n = rows.n
-        workers = threads.workers() if blas else 1
-        products = want.gram + want.standardized
-        block = max(b - a for a, b in blocks) / n * (1 + want.standardized)
-        copies = workers * (products * (1 + blas) + block)
-        ensure_square_fits(n, dtype, rows.device, copies, f"the Gram matrix of {rows.name}")
-
-
-@dataclass(frozen=True)
-class _Wanted:
-    gram: bool  # centred inner products (and the row-mean terms)
-    standardized: bool  # inner products of standardized columns
-    columns: bool  # the centred columns, float64
-
-    @property
-    def any(self) -> bool:
-        return self.gram or self.standardized or self.columns
-
-
-# Below this many multiply-adds a product is not worth a pool of threads.
-_BLAS_WORK = 1 << 27
-
-
-def _on_blas(rows: Rows, work: int) -> bool:
-    """Whether the products go to the BLAS behind NumPy (CPU, no autograd, big enough)."""
-    return rows.device.type == "cpu" and not any(p.requires_grad for p in rows.parts) and work >= _BLAS_WORK
-
-
-def _torch_products(rows: Rows, blocks: list, mean: torch.Tensor, scale, dtype: torch.dtype, want: _Wanted):
-    """(gram, offset, standardized gram, columns) by torch: on CUDA, under
-    autograd (differentiable), and for small products on the CPU."""
-    n, d, device = rows.n, rows.width, rows.device
-    gram = torch.zeros(n, n, dtype=dtype, device=device) if want.gram else None
-    offset = torch.zeros(n, dtype=torch.float64, device=device) if want.gram else None
-    sgram = torch.zeros(n, n, dtype=torch.float64, device=device) if want.standardized else None
-    columns = torch.empty(n, d, dtype=torch.float64, device=device) if want.columns else None
-    for start, stop in blocks:
-        block = rows.block(start, stop).to(dtype) - mean[start:stop].to(dtype)  # [N, c], centred
-        if gram is not None:
-            gram = gram + block @ block.T if block.requires_grad else gram.addmm_(block, block.T)
-            offset = offset + (block @ mean[start:stop].to(dtype)).double()
-        if sgram is not None:
-            standardized = block.to(torch.float64) * scale[start:stop]
-            sgram.addmm_(standardized, standardized.T)
-        if columns is not None:
-            columns[:, start:stop] = block
-    return gram, offset, sgram, columns, mean, None
-
-
-def _blas_products(rows: Rows, blocks: list, mean, scale, dtype: torch.dtype, want: _Wanted):
-    """The same products by NumPy on the CPU: ``a @ a.T`` of one buffer is
-    BLAS ``syrk`` (one triangle computed, then mirrored). The column blocks
-    are dealt to ``threads.workers()`` threads, each running single-threaded
-    BLAS into its own accumulators, summed at the end (``pyfastent.ops.threads``
-    says why). With ``mean=None`` each worker also takes its blocks' column
-    means and ranges (returned as the last two items; else they are the
-    given mean and ``None``)."""
-    n, d = rows.n, rows.width
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    parts = [p.reshape(p.shape[0], -1).numpy() for p in rows.parts]
-    stats = mean is None
-    mean_np = np.empty(d) if stats else mean.numpy()
-    ranges_np = np.empty(d) if stats else None
-    scale_np = scale.numpy() if scale is not None else None
-    columns = torch.empty(n, d, dtype=torch.float64) if want.columns else None
-    columns_np = columns.numpy() if columns is not None else None
-    widest = max(stop - start for start, stop in blocks)
-
-    def work(mine: list):
-        gram = np.zeros((n, n), np_dtype) if want.gram else None
-        offset = np.zeros(n, np_dtype) if want.gram else None
-        sgram = np.zeros((n, n)) if want.standardized else None
-        product = np.empty((n, n), np_dtype) if want.gram else None
-        sproduct = np.empty((n, n)) if want.standardized else None
-        buffer = np.empty((n, widest), np_dtype)
-        for start, stop in mine:
-            block = buffer[:, : stop - start]
-            if stats:  # disjoint slices per block: no two threads write the same element
-                sums = functools.reduce(np.add, [p[:, start:stop].sum(axis=0, dtype=np.float64) for p in parts])
-                mean_np[start:stop] = sums / n
-                lo = functools.reduce(np.minimum, [p[:, start:stop].min(axis=0) for p in parts])
-                hi = functools.reduce(np.maximum, [p[:, start:stop].max(axis=0) for p in parts])
-                ranges_np[start:stop] = hi.astype(np.float64) - lo
-            first = 0
-            for part in parts:  # centred, converted, concatenated in one pass
-                np.subtract(part[:, start:stop], mean_np[start:stop], out=block[first:first + part.shape[0]])
-                first += part.shape[0]
-            if gram is not None:
-                np.matmul(block, block.T, out=product)
-                gram += product
-                offset += block @ mean_np[start:stop].astype(np_dtype)
-            if sgram is not None:
-                standardized = block.astype(np.float64) * scale_np[start:stop]
-                np.matmul(standardized, standardized.T, out=sproduct)
-                sgram += sproduct
-            if columns_np is not None:
-                columns_np[:, start:stop] = block
-        return gram, offset, sgram
-
-    count = threads.workers()
-    with threads.side_by_side(count) as pool:
-        results = list(pool.map(work, [blocks[i::count] for i in range(count)]))
-    gram = offset = sgram = None
-    if want.gram:
-        gram = torch.from_numpy(functools.reduce(np.add, [r[0] for r in results]))
-        offset = torch.from_numpy(functools.reduce(np.add, [r[1] for r in results]).astype(np.float64))
-    if want.standardized:
-        sgram = torch.from_numpy(functools.reduce(np.add, [r[2] for r in results]))
-    if stats:
-        return gram, offset, sgram, columns, torch.from_numpy(mean_np), torch.from_numpy(ranges_np)
-    return gram, offset, sgram, columns, mean, None
 
 
 def _column_statistics(rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
@@ -359,7 +237,7 @@ def _column_statistics(rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
     whose reductions over rows are several times faster than torch's
     float64 ones; block by block, so no float64 copy of the rows is made."""
     means, ranges = [], []
-    for start, stop in _blocks(rows, torch.float64):
+    for start, stop in blocks(rows, torch.float64):
         block = rows.block(start, stop).detach()
         if block.device.type == "cpu":
             a = block.numpy()
@@ -395,25 +273,10 @@ def _inverse_std(rows: Rows, mean: torch.Tensor, varies: torch.Tensor) -> torch.
     constant column: its round-off variance (a mean of 0.1s is not exactly
     0.1) must not be blown up to unit variance (LogDet's correlation mode)."""
     squares = torch.cat([((rows.block(a, b).to(torch.float64) - mean[a:b]) ** 2).sum(0)
-                         for a, b in _blocks(rows, torch.float64)])
+                         for a, b in blocks(rows, torch.float64)])
     std = (squares / rows.n).sqrt()
     usable = varies & (std > 0)
     return torch.where(usable, 1.0 / torch.where(usable, std, torch.ones_like(std)), torch.zeros_like(std))
-
-
-def _blocks(rows: Rows, dtype: torch.dtype, workers: int = 1) -> list:
-    """Column ranges of about ``BLOCK_BYTES`` in ``dtype`` at N rows, and at
-    least two per worker when the columns allow blocks of 256 or more;
-    whole channels for per-channel rows, so that a channel never straddles two."""
-    d, n = rows.width, rows.n
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    if rows.channels is not None:
-        per_channel = d // rows.channels
-        step = per_channel * max(1, BLOCK_BYTES // max(1, n * per_channel * itemsize))
-    else:
-        step = max(1, BLOCK_BYTES // max(1, n * itemsize))
-        step = min(step, max(256, -(-d // (2 * workers))))
-    return [(s, min(s + step, d)) for s in range(0, d, step)]
 
 
 def _channel_distances(rows: Rows, mean: torch.Tensor, dtype: torch.dtype, kernel_dtype: torch.dtype,
