@@ -21,6 +21,7 @@ One rule for every helper that runs a model (``capture``, ``layer_sweep``,
 from __future__ import annotations
 
 import inspect
+import copy
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -105,6 +106,15 @@ class Probe:
         if self.labels is not None and self.n is not None and self.labels.shape[0] != self.n:
             raise ValueError(f"{label_name} has {self.labels.shape[0]} samples but {name} has {self.n}")
         self._started = None  # a one-shot iterator, once its first batch was taken: (first batch, the rest)
+
+    def with_batch_size(self, batch_size: int | None) -> "Probe":
+        """The same tensor or dict samples in batches of ``batch_size``
+        (a loader's batches are its own: returned as it is)."""
+        if self.kind == "batches" or batch_size == self.batch_size:
+            return self
+        other = copy.copy(self)
+        other.batch_size = batch_size
+        return other
 
     @property
     def one_shot(self) -> bool:

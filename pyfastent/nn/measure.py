@@ -20,7 +20,7 @@ from pyfastent.nn.hooks import model_mode, named_layers, select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import resolve_pooling
 from pyfastent.nn.stream import Costs, PassState, learn_layers, plan_passes, resolve_budget, run_pass
-from pyfastent.nn.variables import XSource, choose_x
+from pyfastent.nn.variables import XSource
 from pyfastent.ops import eigen, threads
 from pyfastent.ops import reduction as reductions
 from pyfastent.ops.deferred import SpectralBatch
@@ -29,15 +29,16 @@ from pyfastent.samples import observe_rows
 from pyfastent.variable import Variable
 
 
-def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progress: bool | None = None,
-                   description: str = "layer sweep", batch_size: int | None = None, memory_budget=None,
-                   train_mode: bool = False, pooling: str = "auto", x_variable=None) -> "Measured":
-    """Stream the probe through the model and measure every selected layer
-    with every estimator.
+def measure_layers(model: nn.Module, probe: Probe, source: XSource, estimators, layers, variable,
+                   progress: bool | None = None, description: str = "layer sweep", memory_budget=None,
+                   train_mode: bool = False, pooling: str = "auto") -> "Measured":
+    """Stream the ``probe`` through the model and measure every selected
+    layer with every estimator, X taken from ``source`` (``choose_x``: the
+    caller resolves it once, a tracker for all of its steps).
 
     ``variable(i, name, shape)`` gives estimator i's ``Variable`` options for
     a layer of per-sample output ``shape`` (after ``pooling``, see
-    ``pyfastent.nn.sequence``); X is chosen by ``choose_x``. Each layer's rows are reduced
+    ``pyfastent.nn.sequence``). Each layer's rows are reduced
     once, for all estimators (``pyfastent.ops.reduction``), as soon as all N
     have been seen, and dropped; X and Y are reduced once. The spectra of
     all layers are solved in batches (``pyfastent.ops.deferred``). The
@@ -63,9 +64,7 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
         raise ValueError(f"estimators must be a non-empty sequence of pyfastent estimators, got {estimators!r}")
     model = distributed.unwrap(model)
     names = select_layers(model, layers)
-    probe = Probe(x, y, batch_size)
     pooling = resolve_pooling(model, pooling)
-    source = choose_x(model, probe.first_batch().inputs, x_variable)
     x_measured = source.layer in names
     if source.kind == "layer" and not x_measured:
         names = [source.layer] + names  # hooked for X, not measured as a layer
@@ -84,9 +83,9 @@ def measure_layers(model: nn.Module, x, y, estimators, layers, variable, progres
                     if owners.get(layer.name) == rank or any(shared) or layer.name == source.layer]
             budget = resolve_budget(memory_budget, found.device)
             costs = Costs(measurer.reduction_bytes, measurer.fixed_bytes)
+            batch_size = probe.batch_size  # the user's, or None: the plan chooses
             plan = plan_passes(replace(found, layers=mine), probe, budget, costs, batch_size)
-            if probe.kind != "batches":
-                probe.batch_size = plan.batch_size  # the batches the plan fits in the budget
+            probe = probe.with_batch_size(plan.batch_size)  # the batches the plan fits in the budget
             bar = progress_bar(measurer.pairs(mine, owners, rank), description, progress, unit="layer")
             measurer.start(plan, rank, owners, bar)
             passes = _run_passes(model, probe, replace(found, layers=mine), plan, measurer, bar,

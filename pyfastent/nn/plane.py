@@ -131,18 +131,18 @@ class InformationPlane:
                  batch_size: int | None = None, memory_budget=None, train_mode: bool = False,
                  pooling: str = "auto", x_variable=None):
         self.model = model
-        probe = Probe(x_probe, y_probe, batch_size, name="x_probe", label_name="y_probe")
-        self.x_probe, self._y_given = x_probe, probe.labels  # None: the batches carry the labels
-        self.y_probe = _probe_labels(probe)
+        self._probe = Probe(x_probe, y_probe, batch_size, name="x_probe", label_name="y_probe")
+        self.x_probe, self.y_probe = x_probe, _probe_labels(self._probe)
         self.batch_size, self.memory_budget, self.train_mode = batch_size, memory_budget, train_mode
         if method is not None and estimators is not None:
             raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
                              "pass Renyi(method=...) among them")
         self.pooling, self.x_variable = pooling, x_variable
         net = distributed.unwrap(model)
-        self._x = choose_x(net, probe.first_batch().inputs, x_variable)
+        first = self._probe.first_batch()
+        self._x = choose_x(net, first.inputs, x_variable)  # X for every step
         self._x_said = self._x.describe(resolve_pooling(net, pooling))
-        x_samples = x_for_defaults(model, probe, x_variable, pooling)
+        x_samples = x_for_defaults(net, first, self._x, pooling)
         self.estimators = tuple(estimators) if estimators is not None else default_estimators(x_samples, method)
         for est in self.estimators:
             if isinstance(est, LogDet) and x_samples is not None:
@@ -262,11 +262,10 @@ class InformationPlane:
     def _measure(self, step):
         self._measuring = True  # the probe passes are not training samples, even with train_mode
         try:
-            measured = measure_layers(self.model, self.x_probe, self._y_given, self.estimators, self.layers,
+            measured = measure_layers(self.model, self._probe, self._x, self.estimators, self.layers,
                                       self._variable, progress=self.progress, description=f"step {step}",
-                                      batch_size=self.batch_size, memory_budget=self.memory_budget,
-                                      train_mode=self.train_mode, pooling=self.pooling,
-                                      x_variable=self.x_variable)
+                                      memory_budget=self.memory_budget, train_mode=self.train_mode,
+                                      pooling=self.pooling)
         finally:
             self._measuring = False
         return measured.rows, measured.order, measured.sigmas

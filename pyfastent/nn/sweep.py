@@ -19,7 +19,7 @@ from pyfastent.nn.inputs import Probe
 from pyfastent.nn.measure import Measured, measure_layers
 from pyfastent.nn.sequence import point_descriptions
 from pyfastent.nn.table import atomic_write, meta_path
-from pyfastent.nn.variables import default_estimators, layer_variable, x_for_defaults
+from pyfastent.nn.variables import choose_x, default_estimators, layer_variable, x_for_defaults
 
 COLUMNS = ("layer", "estimator", "units", "h_t", "i_xt", "i_ty")
 STDERR_COLUMNS = ("h_t_se", "i_xt_se", "i_ty_se")  # rows of randomized estimates only
@@ -192,13 +192,16 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
     if method is not None and estimators is not None:
         raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
                          "pass Renyi(method=...) among them")
+    net = distributed.unwrap(model)
+    probe = Probe(x, y, batch_size)
+    first = probe.first_batch()  # one iterator, so a one-shot one keeps this batch for the passes
+    source = choose_x(net, first.inputs, x_variable)
     if estimators is None:
-        estimators = default_estimators(x_for_defaults(model, Probe(x, batch_size=batch_size), x_variable, pooling),
-                                        method)
+        estimators = default_estimators(x_for_defaults(net, first, source, pooling), method)
     estimators = tuple(estimators)
-    measured = measure_layers(model, x, y, estimators, layers, lambda i, name, shape: layer_variable(shape, channels),
-                              progress, batch_size=batch_size, memory_budget=memory_budget, train_mode=train_mode,
-                              pooling=pooling, x_variable=x_variable)
+    measured = measure_layers(net, probe, source, estimators, layers,
+                              lambda i, name, shape: layer_variable(shape, channels), progress,
+                              memory_budget=memory_budget, train_mode=train_mode, pooling=pooling)
     units = {e.label: e.units for e in estimators}
     saturated = _saturated_layers(measured.saturated)
     rows = [{"layer": r["layer"], "estimator": r["estimator"], "units": units[r["estimator"]],
@@ -207,10 +210,10 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
              "saturated": (r["estimator"], r["layer"]) in saturated}
             for r in measured.rows]
     warn_saturated(rows, measured.saturated)
-    pairs, how = dpi_pairs(distributed.unwrap(model), measured.order)
+    pairs, how = dpi_pairs(net, measured.order)
     tolerance = dpi_tolerance if dpi_tolerance is not None else {e.label: e.dpi_slack for e in estimators}
     return SweepResult(rows, dpi_violations(rows, tolerance, pairs), pairs, how, units, measured.skipped,
-                       sweep_metadata(estimators, measured, distributed.unwrap(model)))
+                       sweep_metadata(estimators, measured, net))
 
 
 def _saturated_layers(records: list) -> set:

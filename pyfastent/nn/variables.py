@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pyfastent import _checks, distributed
+from pyfastent import _checks
 from pyfastent.estimators import LogDet, Renyi
 from pyfastent.estimators.logdet import PAPER_BETA_PER_COLUMN
 from pyfastent.nn.capture import capture
-from pyfastent.nn.inputs import Probe
+from pyfastent.nn.inputs import Batch
 from pyfastent.nn.sequence import block_layers
 from pyfastent.variable import Variable
 
@@ -86,16 +86,13 @@ def layer_variable(shape: tuple, channels: bool) -> Variable:
     return Variable(None, channels=channels and len(shape) >= 2)
 
 
-def x_for_defaults(model: nn.Module, probe: Probe, x_variable, pooling: str = "auto"):
+def x_for_defaults(model: nn.Module, first: Batch, source: XSource, pooling: str = "auto"):
     """The samples of X that fix the default LogDet β before any
     measurement, so that an estimator's label is the same in the metadata
-    and in every row: the inputs, ``x_variable``, or, when X is a layer
-    (the embedding output), that layer's output for the first two samples
-    (one small forward pass)."""
-    net = distributed.unwrap(model)
-    first = probe.first_batch()
-    source = choose_x(net, first.inputs, x_variable)
+    and in every row: the inputs of the probe's ``first`` batch,
+    ``x_variable``, or, when X is a layer (the embedding output), that
+    layer's output for the first two samples (one small forward pass)."""
     if source.kind == "layer":
         sample = first.take(min(2, first.size)).inputs
-        return capture(net, sample, layers=[source.layer], pooling=pooling)[source.layer]
+        return capture(model, sample, layers=[source.layer], pooling=pooling)[source.layer]
     return {"inputs": first.inputs, "given": source.given}[source.kind]

@@ -181,6 +181,18 @@ def test_shuffling_and_one_shot_loaders_are_refused_when_two_passes_are_needed()
     pnn.layer_sweep(mlp(), iter(DataLoader(TensorDataset(x, y), batch_size=16)), estimators=ESTIMATORS)
 
 
+def test_a_one_shot_iterator_gives_every_batch_to_the_default_estimators():
+    """The default estimators read X's first batch before the passes: from
+    the same iterator, so the passes still see all N samples (a second
+    iterator over it used to lose the first batch)."""
+    x, y = data()
+    batches = [(x[i:i + 40], y[i:i + 40]) for i in range(0, N, 40)]
+    whole = pnn.layer_sweep(mlp(), x, y, progress=False)
+    one_shot = pnn.layer_sweep(mlp(), iter(batches), progress=False)
+    assert [r["estimator"] for r in one_shot.rows] == [r["estimator"] for r in whole.rows]
+    assert_rows_equal(one_shot, whole, rel=1e-7)
+
+
 def test_batches_that_change_between_passes_are_caught():
     x, y = data()
     budget = smallest_budget(lambda b: pnn.layer_sweep(mlp(), x, y, estimators=ESTIMATORS, batch_size=16,
