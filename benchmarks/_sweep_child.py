@@ -1,9 +1,10 @@
 """One measured run of bench_sweep.py, in a process of its own so that its
 peak resident memory is its own: a layer sweep, or a training epoch and an
-information-plane step, with the pyfastent of a given source tree (this
-checkout, or an older commit's worktree). Prints one JSON object.
+information-plane step, or the token benchmark's prompt entropies, with the
+pyfastent of a given source tree (this checkout, or an older commit's
+worktree). Prints one JSON object.
 
-Usage: ``python _sweep_child.py --tree DIR --job sweep|tracker --model NAME --n N``.
+Usage: ``python _sweep_child.py --tree DIR --job sweep|tracker|tokens [--model NAME] --n N``.
 """
 from __future__ import annotations
 
@@ -105,7 +106,26 @@ def tracker(args) -> dict:
         start = time.perf_counter()
         plane.step()
         timings["step_s"].append(time.perf_counter() - start)
-    return {**timings, "peak_gib": peak_gib(), "step_parts_s": step_parts(net, probe_x, plane)}
+    rows = [{k: r[k] for k in ("step", "layer", "estimator", "quantity", "value")} for r in plane.rows]
+    return {**timings, "peak_gib": peak_gib(), "rows": rows, "step_parts_s": step_parts(net, probe_x, plane)}
+
+
+def tokens(args) -> dict:
+    """``pf.prompt_entropy`` over the token benchmark's batches (``args.n``
+    prompts), one call per batch; the faster of two runs, and the values."""
+    import math
+
+    import pyfastent as pf
+    from _token_workload import batches
+
+    work = batches(args.n)
+    times, values = [], None
+    for _ in range(2):
+        start = time.perf_counter()
+        values = [pf.prompt_entropy(states, mask, base=math.e) for states, mask in work]
+        times.append(time.perf_counter() - start)
+    flat = [float(v) for t in values for v in t.flatten()]
+    return {"seconds": min(times), "peak_gib": peak_gib(), "values": flat}
 
 
 # Where a tracker step's time goes: the functions of the current tree that do each part (cumulative
@@ -142,15 +162,15 @@ def step_parts(net, probe_x, plane) -> dict | None:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tree", required=True)
-    parser.add_argument("--job", choices=("sweep", "tracker"), required=True)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--job", choices=("sweep", "tracker", "tokens"), required=True)
+    parser.add_argument("--model", default="resnet18-cifar")
     parser.add_argument("--n", type=int, required=True)
     args = parser.parse_args()
     use_tree(Path(args.tree))
     import warnings
 
     warnings.simplefilter("ignore")
-    out = sweep(args) if args.job == "sweep" else tracker(args)
+    out = {"sweep": sweep, "tracker": tracker, "tokens": tokens}[args.job](args)
     print(json.dumps(out))
 
 

@@ -45,29 +45,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _record  # noqa: E402
+from _token_workload import BATCH, DIM, LAYERS, LONGEST, SHORTEST, batches  # noqa: E402
 
 import pyfastent as pf  # noqa: E402
 from pyfastent import token_measures  # noqa: E402
 from pyfastent.ops.eigen import symmetric_eigenvalues  # noqa: E402
 from pyfastent.ops.tokens import length_buckets, token_kernels  # noqa: E402
-
-LAYERS, DIM, SHORTEST, LONGEST, BATCH = 12, 768, 16, 256, 50
-
-
-def batches(prompts: int, seed: int = 0) -> list:
-    """[(states [L, b, T, D] float32, mask [b, T])], lengths uniform in 16–256."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(SHORTEST, LONGEST + 1, (prompts,), generator=g)
-    out = []
-    for start in range(0, prompts, BATCH):
-        mine = lengths[start:start + BATCH]
-        t = int(mine.max())
-        offsets = torch.randn(LAYERS, len(mine), 1, DIM, generator=g)  # each prompt its own centre
-        states = torch.randn(LAYERS, len(mine), t, DIM, generator=g) + offsets
-        mask = (torch.arange(t)[None] < mine[:, None]).long()
-        out.append((states, mask))
-    return out
-
 
 def ours(work: list) -> list:
     return [pf.prompt_entropy(states, mask, base=math.e) for states, mask in work]

@@ -7,6 +7,8 @@ measures of sequence models (prompt and dataset entropy, effective rank,
 token log-determinants, DiME). Results are in bits unless another ``base``
 is given.
 """
+import importlib
+
 from pyfastent._native import use_backend
 from pyfastent._warnings import HookWarning, SaturationWarning
 from pyfastent.estimators import Discrete, Estimator, LogDet, Prepared, Renyi
@@ -37,8 +39,6 @@ _SUBMODULES = ("nn", "plot", "models", "data", "ops", "widths", "compat", "repro
 
 def __getattr__(name):
     if name in _SUBMODULES:
-        import importlib
-
         return importlib.import_module(f"pyfastent.{name}")
     raise AttributeError(f"module 'pyfastent' has no attribute {name!r}")
 

@@ -1,5 +1,7 @@
 """Checks shared by the commands: each turns a mistake in an argument or an
-input file into a :class:`UsageError` of one line naming the flag."""
+input file into a :class:`UsageError` of one line naming the flag. Like every
+command module, it imports ``nn`` only inside the function that needs it
+(``pyfastent.cli`` says why)."""
 from __future__ import annotations
 
 import importlib

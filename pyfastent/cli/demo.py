@@ -1,5 +1,7 @@
 """``pyfastent demo``, the main job: a small CNN trained on the built-in digits
-with its information plane tracked, written as pictures, tables and a report."""
+with its information plane tracked, written as pictures, tables and a report.
+``nn``, matplotlib and scikit-learn are imported when it runs
+(``pyfastent.cli`` says why)."""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """``pyfastent sweep``: every layer of the user's model on their data, alone or
-under torchrun."""
+under torchrun. ``nn`` and ``torch.distributed`` are imported when it runs
+(``pyfastent.cli`` says why)."""
 from __future__ import annotations
 
 import contextlib

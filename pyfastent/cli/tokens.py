@@ -1,5 +1,7 @@
 """``pyfastent tokens``: token-level entropies of every layer of a language
-model, loaded offline from a save_pretrained directory or a factory."""
+model, loaded offline from a save_pretrained directory or a factory. ``nn``,
+matplotlib and transformers are imported when it runs (``pyfastent.cli``
+says why)."""
 from __future__ import annotations
 
 import time

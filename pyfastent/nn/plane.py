@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -334,8 +335,6 @@ class InformationPlane:
     def save(self, path):
         """Write the table (``.csv`` or ``.jsonl``) with its metadata header
         (under ``torch.distributed``: rank 0 writes, every rank gets the path)."""
-        from pathlib import Path
-
         return self.table.save(path) if distributed.is_root() else Path(path)
 
     @staticmethod

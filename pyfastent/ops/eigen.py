@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import platform
 import statistics
 import tempfile
 import threading
@@ -181,8 +182,6 @@ def machine_key() -> dict:
             if not line.strip() and cpu:
                 break
     except OSError:
-        import platform
-
         cpu = {"processor": platform.processor() or platform.machine()}
     if "flags" in cpu:
         cpu["flags"] = hashlib.sha1(cpu["flags"].encode()).hexdigest()[:16]

@@ -3,8 +3,8 @@ pools of the libraries NumPy and SciPy load (OpenBLAS, usually).
 
 An OpenBLAS call with several threads leaves its workers spinning for a
 while after it returns; torch work started then runs several times slower
-(``benchmarks/results/bench_eigensolvers_cpu.md``). So pyfastent never calls a multi-threaded BLAS from NumPy or SciPy: inside
-``side_by_side`` those libraries run one thread per call, and the work is
+(``benchmarks/results/bench_eigensolvers_cpu.md``). So pyfastent never calls a
+multi-threaded BLAS from NumPy or SciPy: inside ``side_by_side`` those libraries run one thread per call, and the work is
 spread over a few Python threads instead (NumPy and SciPy release the GIL),
 which spin for nothing once they are done. Thread limits are process-wide,
 so only the ops layer sets them, for the duration of a block, and restores
@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from threadpoolctl import ThreadpoolController
 
 from pyfastent import settings
 
@@ -27,8 +28,6 @@ _modules_seen = 0
 def _blas_controller():
     global _controller, _modules_seen
     if _controller is None or len(sys.modules) != _modules_seen:
-        from threadpoolctl import ThreadpoolController
-
         _controller, _modules_seen = ThreadpoolController(), len(sys.modules)
     return _controller
 
