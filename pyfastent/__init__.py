@@ -25,6 +25,7 @@ from pyfastent.estimate import Estimate
 from pyfastent.info import backend_info
 from pyfastent.ops import gram, renyi_entropy_from_gram
 from pyfastent.significance import PermutationResult, permutation_test
+from pyfastent.similarity import cka, hsic, minibatch_cka, mutual_knn, normalized_mutual_information
 from pyfastent.token_measures import curvature, dataset_entropy, effective_rank, prompt_entropy, token_logdet
 from pyfastent.view_measures import dime, infonce, lidar
 from pyfastent.variable import Variable
@@ -55,6 +56,7 @@ __all__ = [
     "SaturationWarning",
     "Variable",
     "backend_info",
+    "cka",
     "conditional_mutual_information",
     "curvature",
     "dataset_entropy",
@@ -62,9 +64,13 @@ __all__ = [
     "dual_total_correlation",
     "effective_rank",
     "gram",
+    "hsic",
     "infonce",
     "lidar",
+    "minibatch_cka",
     "mutual_information",
+    "mutual_knn",
+    "normalized_mutual_information",
     "permutation_test",
     "pid",
     "prompt_entropy",

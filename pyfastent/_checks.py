@@ -84,7 +84,7 @@ def samples(name: str, tensor: torch.Tensor, min_n: int = 2) -> torch.Tensor:
     if tensor.dim() == 0:
         raise ValueError(f"{name} must have a sample dimension (shape (N, ...)), got a scalar")
     if tensor.shape[0] < min_n:
-        raise ValueError(f"{name} needs at least N = 2 samples, got N = {tensor.shape[0]}")
+        raise ValueError(f"{name} needs at least N = {min_n} samples, got N = {tensor.shape[0]}")
     if tensor.numel() == 0:
         raise ValueError(f"{name} has no features (shape {tuple(tensor.shape)})")
     if tensor.is_floating_point() and not all_finite(tensor):

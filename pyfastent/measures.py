@@ -29,7 +29,8 @@ def _is_group(arg) -> bool:
     return isinstance(arg, (list, tuple)) and len(arg) > 0 and all(isinstance(a, _ATOMS) for a in arg)
 
 
-def _estimator(estimator) -> Estimator:
+def chosen_estimator(estimator) -> Estimator:
+    """``estimator``, checked; ``Renyi()`` for ``None``."""
     if estimator is None:
         return Renyi()
     if not isinstance(estimator, Estimator):
@@ -55,7 +56,7 @@ class JointEntropies:
     """
 
     def __init__(self, estimator, groups: dict, batch: SpectralBatch | None = None, known: dict | None = None):
-        self.estimator = _estimator(estimator)
+        self.estimator = chosen_estimator(estimator)
         self.batch = batch if batch is not None else SpectralBatch()
         self._groups = {}
         counts = []

@@ -337,3 +337,40 @@ def token_curves(profile, path, normalization: str | None = None) -> Path:
                  f"({meta.get('prompts', '?')} prompts; mean ± s.e.)", fontsize=10)
     fig.savefig(path, dpi=110)
     return Path(path)
+
+
+SIMILARITY_TITLES = {"cka": "CKA", "hsic": "HSIC", "mknn": "mutual kNN", "mi": "normalized MI"}
+
+
+def similarity_heatmap(result, path) -> Path:
+    """A layer × layer similarity map (``pyfastent.nn.layer_similarity``):
+    the model's layers down the side, the other model's (or its own) along
+    the bottom, a colour bar over the measure's range ([0, 1] for CKA,
+    mutual kNN and normalized MI, below 0 where a debiased value is;
+    the values' range for HSIC). Labels shrink with the number of layers,
+    so 60 stay readable."""
+    matrix = getattr(result, "matrix", None)
+    if matrix is None or not hasattr(result, "layers"):
+        raise ValueError(f"result must be a SimilarityMap from pyfastent.nn.layer_similarity, got "
+                         f"{type(result).__name__}")
+    values = matrix.detach().cpu().double().numpy()
+    rows, cols = len(result.layers), len(result.other_layers)
+    lo, hi = float(values.min()), float(values.max())
+    if result.measure != "hsic":
+        lo, hi = min(0.0, lo), max(1.0, hi)
+    fontsize = max(3.5, min(8.0, 240.0 / max(rows, cols)))
+    side = min(16.0, 3.0 + 0.16 * max(rows, cols))
+    fig, axes = _figure(1, size=(side * 1.15, side))
+    ax = axes[0][0]
+    image = ax.imshow(values, vmin=lo, vmax=hi, cmap="viridis", aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(rows), result.layers, fontsize=fontsize)
+    ax.set_xticks(range(cols), result.other_layers, fontsize=fontsize, rotation=90)
+    meta = result.metadata
+    kind = f" ({meta['kernel']}{', debiased' if meta.get('debiased') else ''})" if meta.get("kernel") else ""
+    label = SIMILARITY_TITLES.get(result.measure, result.measure) + kind
+    fig.colorbar(image, ax=ax, label=label, shrink=0.8)
+    ax.set_ylabel(f"{meta.get('model', 'model')} layer")
+    ax.set_xlabel(f"{meta.get('other') or meta.get('model', 'model')} layer")
+    ax.set_title(f"{label}, N = {meta.get('n')}", fontsize=9)
+    fig.savefig(path, dpi=110)
+    return Path(path)

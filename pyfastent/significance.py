@@ -18,11 +18,11 @@ import torch
 from pyfastent import _checks
 from pyfastent.measures import (
     _cmi_recipe,
-    _estimator,
     _evaluate,
     _is_group,
     _mi_recipe,
     _pid_recipe,
+    chosen_estimator,
     conditional_mutual_information,
     mutual_information,
     pid,
@@ -132,7 +132,7 @@ def _check_argument(argument: int, args: tuple) -> int:
 
 def _prepared_test(measure, args, kwargs, argument, statistic, n_permutations, block, generator):
     argument = _check_argument(argument, args)
-    est = _estimator(kwargs.get("estimator"))
+    est = chosen_estimator(kwargs.get("estimator"))
     kwargs = {**kwargs, "estimator": est}
 
     def prepare(arg, name):

@@ -1,5 +1,6 @@
 """The command line and the plots, as a user meets them."""
 import csv
+import importlib.util
 import re
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import pyfastent as pf
 import pyfastent.nn as pnn
@@ -78,6 +80,9 @@ def write_model(tmp_path):
         def build():
             torch.manual_seed(0)
             return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+        def wider():
+            torch.manual_seed(1)
+            return torch.nn.Sequential(torch.nn.Linear(4, 9), torch.nn.Tanh(), torch.nn.Linear(9, 5), torch.nn.Tanh())
         not_a_model = 3
     """))
     g = np.random.default_rng(0)
@@ -100,7 +105,31 @@ def test_sweep_command(tmp_path):
     assert "I(X;T)" in done.stdout and "bits" in done.stdout
 
 
+def test_similarity_command_writes_the_map_of_two_models(tmp_path):
+    write_model(tmp_path)
+    np.savez(tmp_path / "unlabelled.npz", x=np.load(tmp_path / "data.npz")["x"])  # y is not needed
+    done = run_cli(tmp_path, "similarity", "--model", "mymodel:build", "--other", "mymodel:wider", "--data",
+                   "unlabelled.npz", "--debiased", "--out", "maps")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "maps" / "similarity.csv").read_text().splitlines()))
+    assert {(r["layer"], r["other_layer"]) for r in rows} == {(a, b) for a in "012" for b in "0123"}
+    spec = importlib.util.spec_from_file_location("similarity_models", tmp_path / "mymodel.py")
+    mymodel = importlib.util.module_from_spec(spec)  # by path: the in-process tests import their own mymodel
+    spec.loader.exec_module(mymodel)
+    x = torch.from_numpy(np.load(tmp_path / "unlabelled.npz")["x"])
+    a, b = pnn.capture(mymodel.build(), x), pnn.capture(mymodel.wider(), x)
+    for r in rows:
+        assert float(r["value"]) == pytest.approx(pf.cka(a[r["layer"]], b[r["other_layer"]], debiased=True),
+                                                  abs=1e-5)  # float32 layers
+    assert_png(tmp_path / "maps" / "similarity.png")
+    assert "cka map: 3 x 4 layers on N = 50" in done.stdout
+
+
 @pytest.mark.parametrize("args,message", [
+    (["similarity", "--model", "mymodel:build", "--other", "mymodel:nope", "--data", "data.npz"],
+     "--other: 'mymodel' has no callable 'nope'"),
+    (["similarity", "--model", "mymodel:build", "--data", "data.npz", "--measure", "mi", "--permutations", "5"],
+     "--permutations is for --measure cka, hsic or mknn"),
     (["sweep", "--model", "mymodel:build", "--data", "missing.npz"], "--data 'missing.npz' does not exist"),
     (["sweep", "--model", "nosuchmodule:build", "--data", "data.npz"], "cannot import module 'nosuchmodule'"),
     (["sweep", "--model", "mymodel:not_a_model", "--data", "data.npz"], "has no callable 'not_a_model'"),

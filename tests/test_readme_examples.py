@@ -1,5 +1,5 @@
 """README examples run as written, offline: the sections written for the
-transformers and layout issues (every block of the README is the
+transformers, layout and similarity issues (every block of the README is the
 documentation issue's)."""
 import re
 from pathlib import Path
@@ -8,7 +8,8 @@ import pytest
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 SECTIONS = {"transformers": ("## Transformers\n", "## Eigenvalues\n"),
-            "settings": ("### Settings\n", "### Backend and CUDA kernels\n")}
+            "settings": ("### Settings\n", "### Backend and CUDA kernels\n"),
+            "similarity": ("### Layer similarity maps\n", "### Variables\n")}
 
 
 def blocks(section):
@@ -27,6 +28,7 @@ def test_every_section_has_examples():
 def test_readme_example_runs_offline(section, code, tmp_path, monkeypatch, capsys):
     if section == "transformers":
         pytest.importorskip("transformers")
+    if section in ("transformers", "similarity"):
         pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -37,5 +39,9 @@ def test_readme_example_runs_offline(section, code, tmp_path, monkeypatch, capsy
         assert "embedding output" in out and "ln_f" in out
         for name in ("tokens.csv", "tokens.meta.json", "tokens.png"):
             assert (tmp_path / name).stat().st_size > 0
+    elif section == "similarity":
+        itself, across = scope["itself"], scope["across"]
+        assert itself.matrix.shape == (len(itself.layers),) * 2 and across.p_value is not None
+        assert (tmp_path / "similarity.png").stat().st_size > 0 and (tmp_path / "similarity.meta.json").exists()
     else:
         assert len(scope["sweep"].rows) == 6 and scope["h"] > 0

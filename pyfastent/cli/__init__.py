@@ -1,4 +1,5 @@
-"""The ``pyfastent`` command: ``demo`` (the main job), ``sweep``, ``tokens``, ``reproduce`` and ``info``.
+"""The ``pyfastent`` command: ``demo`` (the main job), ``sweep``, ``similarity``, ``tokens``, ``reproduce``
+and ``info``.
 
 A mistake on the command line or in its inputs ends in one line naming what
 to fix and exit code 2, never a traceback (``--debug`` shows it). Every
@@ -21,6 +22,7 @@ import torch
 
 import pyfastent
 from pyfastent.cli.checks import UsageError, one_line, writable_dir
+from pyfastent.cli import similarity
 from pyfastent.cli.demo import run_demo
 from pyfastent.cli.sweep import launched_ranks, run_sweep
 from pyfastent.cli.tokens import run_tokens
@@ -105,6 +107,8 @@ def _parser():
     sweep.add_argument("--timeout", type=float, default=600.0,
                        help="under torchrun: seconds a rank waits for the others before giving up (default: 600)")
     sweep.set_defaults(run=run_sweep)
+
+    commands["similarity"] = similarity.add_parser(sub, common)
 
     tokens = commands["tokens"] = sub.add_parser(
         "tokens", parents=[common],

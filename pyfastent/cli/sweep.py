@@ -11,8 +11,7 @@ import torch
 
 from pyfastent import Discrete, LogDet, Renyi
 from pyfastent._text import text_table
-from pyfastent.cli.checks import (UsageError, build_model, check_inputs, load_arrays, load_weights, one_line,
-                                  positive, writable_file)
+from pyfastent.cli.checks import UsageError, check_inputs, load_arrays, load_model, positive, writable_file
 
 ESTIMATORS = {"renyi": Renyi, "logdet": LogDet, "discrete": Discrete}  # LogDet: β = 100·d of X
 
@@ -69,23 +68,15 @@ def _sweep(args, device) -> int:
         raise UsageError(f"--estimators must be from {', '.join(ESTIMATORS)}, got {args.estimators!r}")
     out = writable_file("--out", args.out)
     x, y = load_arrays(args.data)
-    state = load_weights(args.weights) if args.weights else None
-
     torch.manual_seed(args.seed)
-    model = build_model(args.model, args.debug)
-    if state is not None:
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise UsageError(f"--weights {args.weights!r} does not fit the model: {one_line(exc)}") from None
-    model.eval()
+    model = load_model(args.model, args.weights, args.debug)
     if device is not None:
         model.to(device)
     layers = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
     select_layers(model, layers)  # unknown names are an error now, not after the forward pass
     if args.batch_size is not None:
         positive("--batch-size", args.batch_size)
-    budget = _memory_budget(args.memory_budget)
+    budget = memory_budget(args.memory_budget)
     check_inputs(model, x)
 
     result = layer_sweep(model, torch.from_numpy(x), torch.from_numpy(y),
@@ -115,7 +106,7 @@ def _sweep(args, device) -> int:
     return 0
 
 
-def _memory_budget(text: str | None):
+def memory_budget(text: str | None):
     """--memory-budget as pyfastent.nn.stream.resolve_budget takes it; a bad value is a one-line error."""
     from pyfastent.nn.stream import resolve_budget
 

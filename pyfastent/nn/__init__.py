@@ -1,8 +1,10 @@
 """Network analysis: layer capture, sweeps, information planes, layer
-transfer entropy and token-level profiles of sequence models."""
+similarity maps, layer transfer entropy and token-level profiles of
+sequence models."""
 from pyfastent.nn.capture import capture
 from pyfastent.nn.hooks import select_layers
 from pyfastent.nn.pid import feature_map_pid
+from pyfastent.nn.similarity import SimilarityMap, layer_similarity
 from pyfastent.nn.plane import InformationPlane, LayerTE
 from pyfastent.nn.graph import dpi_pairs
 from pyfastent.nn.sweep import SweepResult, dpi_violations, layer_sweep
@@ -15,6 +17,7 @@ __all__ = [
     "InformationPlane",
     "LayerTE",
     "PlaneTable",
+    "SimilarityMap",
     "SweepResult",
     "TokenProfile",
     "capture",
@@ -23,6 +26,7 @@ __all__ = [
     "dpi_pairs",
     "dpi_violations",
     "feature_map_pid",
+    "layer_similarity",
     "layer_sweep",
     "layer_transfer_entropy",
     "pairwise_te",

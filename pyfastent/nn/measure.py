@@ -19,7 +19,8 @@ from pyfastent.measures import JointEntropies
 from pyfastent.nn.hooks import model_mode, named_layers, select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import resolve_pooling
-from pyfastent.nn.stream import Costs, PassState, learn_layers, plan_passes, resolve_budget, run_pass
+from pyfastent.nn.stream import (Costs, PassState, learn_layers, plan_passes, refuse_repeated_passes, resolve_budget,
+                                  run_pass)
 from pyfastent.nn.variables import XSource
 from pyfastent.ops import eigen, threads
 from pyfastent.ops import reduction as reductions
@@ -150,8 +151,8 @@ def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar, re
     if probe.labels is not None and source.kind != "layer" and not streamed_x:
         measurer.prepare_xy([probe.data] if source.kind == "inputs" else [source.given], probe.labels)
     groups = list(plan.groups)
-    if len(groups) > 1 and (probe.one_shot or probe.shuffles):
-        raise ValueError(_refusal(probe, len(groups)))
+    if len(groups) > 1:
+        refuse_repeated_passes(probe, len(groups))
     done = 0
     while groups:
         group = groups.pop(0)
@@ -174,8 +175,7 @@ def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar, re
                 measurer.prepare_xy(state.inputs if source.kind == "inputs" else [source.given], labels)
             state.inputs = []
         if len(ended) < len(group):  # trimmed on a first pass of unknown length: the rest in later passes
-            if probe.one_shot or probe.shuffles:
-                raise ValueError(_refusal(probe, 2))
+            refuse_repeated_passes(probe, 2)
             rest = set(group[len(ended):])
             groups = [g for g in replan(state.n).groups for g in [[name for name in g if name in rest]] if g]
             measurer.at(f"pass {done}/{done + len(groups)}")
@@ -183,13 +183,6 @@ def _run_passes(model, probe: Probe, found, plan, measurer: "_Measurer", bar, re
             if name in keep:
                 measurer.layer(name, keep.pop(name))
     return state.passes
-
-
-def _refusal(probe: Probe, passes: int) -> str:
-    what = "a one-shot iterator" if probe.one_shot else "a shuffling DataLoader"
-    return (f"{probe.name} is {what}, but the layers' rows do not fit the memory budget together and {passes} passes "
-            "over the same batches are needed; pass a re-iterable, unshuffled loader (shuffle=False), a tensor, or "
-            "a larger memory_budget")
 
 
 class _Measurer:

@@ -307,6 +307,18 @@ def run_pass(model: nn.Module, probe: Probe, found: Layers, group: list, state: 
     return group
 
 
+def refuse_repeated_passes(probe: Probe, passes: int) -> None:
+    """A ValueError when ``passes`` > 1 passes would be needed over a probe
+    that cannot give the same batches again (a one-shot iterator, a
+    shuffling DataLoader)."""
+    if passes < 2 or not (probe.one_shot or probe.shuffles):
+        return
+    what = "a one-shot iterator" if probe.one_shot else "a shuffling DataLoader"
+    raise ValueError(f"{probe.name} is {what}, but the layers' rows do not fit the memory budget together and {passes} "
+                     "passes over the same batches are needed; pass a re-iterable, unshuffled loader (shuffle=False), "
+                     "a tensor, or a larger memory_budget")
+
+
 def _trim(group: list, keep: dict, rows_budget: int) -> None:
     """Drop layers (and their rows) from the end of ``group`` until the rows
     held fit in ``rows_budget``; a layer that cannot fit alone is a MemoryError."""
