@@ -139,7 +139,7 @@ class InformationPlane:
             raise ValueError("method sets the default Rényi estimator's method; with estimators given, "
                              "pass Renyi(method=...) among them")
         self.pooling, self.x_variable = pooling, x_variable
-        net = distributed.unwrap(model)
+        self._net = net = distributed.unwrap(model)  # hooks and layer names are the wrapped module's
         first = self._probe.first_batch()
         self._x = choose_x(net, first.inputs, x_variable)  # X for every step
         self._x_said = self._x.describe(resolve_pooling(net, pooling))
@@ -150,7 +150,7 @@ class InformationPlane:
                 est.resolve_beta(x_samples)  # labels are fixed from the first row on
         self.progress = progress
         self.layers = layers
-        self.names = select_layers(distributed.unwrap(model), layers)
+        self.names = select_layers(net, layers)
         self.every = _checks.positive_int("every", every)
         self.channels = channels
         if sigma_smoothing is not None and not 0 <= sigma_smoothing < 1:
@@ -196,14 +196,14 @@ class InformationPlane:
             "model": type(self.model).__name__,
             "probe_size": n_probe,
             "layers": self.names,
-            "points": point_descriptions(distributed.unwrap(self.model), self.names),
+            "points": point_descriptions(self._net, self.names),
             "estimators": [e.label for e in self.estimators],
             "estimator_reprs": {e.label: repr(e) for e in self.estimators},
             "units": {e.label: e.units for e in self.estimators},
             "every": self.every,
             "channels": self.channels,
             "x": self._x_said,
-            "pooling": resolve_pooling(distributed.unwrap(self.model), self.pooling),
+            "pooling": resolve_pooling(self._net, self.pooling),
             "sigma_smoothing": self.sigma_smoothing,
             "transfer_entropy": asdict(self.te) if self.te else None,
             "label_entropy_bits": Discrete().entropy(self.y_probe),
@@ -215,7 +215,7 @@ class InformationPlane:
         """TE's X is the tracker's X; for ``x_variable`` (whose training
         samples are unknown) the embedding output when there is one, else
         the inputs."""
-        net = distributed.unwrap(self.model)
+        net = self._net
         blocks = block_layers(net)
         x_layer = self._x.layer if self._x.kind == "layer" else (blocks[0] if self._x.kind == "given" and blocks
                                                                  else None)

@@ -210,6 +210,10 @@ class EigenPlan:
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._forget()
+
+    def _forget(self) -> None:
+        """The state of a plan that has read nothing and measured nothing."""
         self._loaded = False
         self._key = None
         self.decided: dict = {}  # size class -> driver
@@ -259,7 +263,7 @@ class EigenPlan:
     def reset(self) -> None:
         """Forget everything and read the cache file again on next use."""
         with self._lock:
-            self.__init__()
+            self._forget()
 
     # -- choosing --
 
