@@ -4,7 +4,7 @@ sequence models."""
 from pyfastent.nn.capture import capture
 from pyfastent.nn.hooks import select_layers
 from pyfastent.nn.pid import feature_map_pid
-from pyfastent.nn.similarity import SimilarityMap, layer_similarity
+from pyfastent.nn.similarity import LayerSimilarity, SimilarityMap, layer_similarity
 from pyfastent.nn.plane import InformationPlane, LayerTE
 from pyfastent.nn.graph import dpi_pairs
 from pyfastent.nn.sweep import SweepResult, dpi_violations, layer_sweep
@@ -15,6 +15,7 @@ from pyfastent.nn.transfer import continuous_layer_transfer_entropy, layer_trans
 
 __all__ = [
     "InformationPlane",
+    "LayerSimilarity",
     "LayerTE",
     "PlaneTable",
     "SimilarityMap",

@@ -15,6 +15,7 @@ from pyfastent.estimators import Discrete, LogDet, Renyi
 from pyfastent.nn.hooks import select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import block_layers, point_descriptions, resolve_pooling
+from pyfastent.nn.similarity import LayerSimilarity, map_of_step
 from pyfastent.nn.measure import measure_layers
 from pyfastent.nn.variables import choose_x, default_estimators, layer_variable, x_for_defaults
 from pyfastent.nn.table import PlaneTable, StepLog, metric_values
@@ -103,6 +104,9 @@ class InformationPlane:
         sigma_smoothing: momentum m of σ_t = m·σ_{t−1} + (1−m)·σ*_t per
             layer for Rényi widths (e.g. 0.9); ``None`` for no smoothing.
         transfer_entropy: a ``LayerTE`` (or ``True`` for the defaults).
+        similarity: a ``LayerSimilarity``: a layer × layer similarity map of
+            the tracked layers every ``similarity.every``-th measured step,
+            logged as rows (``similarity_map`` reads one back).
         log: a ``.jsonl`` path: every measured step is appended to it (one
             line, flushed and fsync'd) as soon as it is measured, so a crash
             loses at most the step in flight. ``InformationPlane.load`` reads it.
@@ -130,7 +134,7 @@ class InformationPlane:
                  channels: bool = False, sigma_smoothing: float | None = None, transfer_entropy=None,
                  log=None, resume: bool = False, progress: bool | None = None, method: str | None = None,
                  batch_size: int | None = None, memory_budget=None, train_mode: bool = False,
-                 pooling: str = "auto", x_variable=None):
+                 pooling: str = "auto", x_variable=None, similarity=None):
         self.model = model
         self._probe = Probe(x_probe, y_probe, batch_size, name="x_probe", label_name="y_probe")
         self.x_probe, self.y_probe = x_probe, _probe_labels(self._probe)
@@ -156,6 +160,9 @@ class InformationPlane:
         if sigma_smoothing is not None and not 0 <= sigma_smoothing < 1:
             raise ValueError(f"sigma_smoothing must be in [0, 1) or None, got {sigma_smoothing!r}")
         self.sigma_smoothing = sigma_smoothing
+        if similarity is not None and not isinstance(similarity, LayerSimilarity):
+            raise ValueError(f"similarity must be a LayerSimilarity or None, got {similarity!r}")
+        self.similarity = similarity
         self.te = LayerTE() if transfer_entropy is True else transfer_entropy
         if self.te is not None and not isinstance(self.te, LayerTE):
             raise ValueError(f"transfer_entropy must be a LayerTE, True or None, got {transfer_entropy!r}")
@@ -206,6 +213,8 @@ class InformationPlane:
             "pooling": resolve_pooling(self._net, self.pooling),
             "sigma_smoothing": self.sigma_smoothing,
             "transfer_entropy": asdict(self.te) if self.te else None,
+            "similarity": {**asdict(self.similarity), "sigma": repr(self.similarity.sigma),
+                           "label": self.similarity.label} if self.similarity else None,
             "label_entropy_bits": Discrete().entropy(self.y_probe),
             "pyfastent": __version__,
             "torch": torch.__version__,
@@ -252,6 +261,8 @@ class InformationPlane:
                     new.append(self._row(base, r["layer"], r["estimator"], f"{quantity}_se", r[quantity].stderr,
                                          metrics))
         new += self._sigma_rows(base, sigmas, metrics)
+        if self.similarity and (step // self.every) % self.similarity.every == 0:
+            new += self._similarity_rows(base, metrics)
         if self.te:
             te_rows = distributed.from_root(lambda: self._te_rows(base, metrics), "measuring transfer entropy")
             new += [{**r, **metrics} for r in te_rows]  # each rank's own metrics, as on its other rows
@@ -270,6 +281,24 @@ class InformationPlane:
         finally:
             self._measuring = False
         return measured.rows, measured.order, measured.sigmas
+
+    def _similarity_rows(self, base, metrics) -> list:
+        self._measuring = True  # its passes are not training samples
+        try:
+            result = self.similarity.measure_map(self.model, self.x_probe, self.layers, pooling=self.pooling,
+                                                 batch_size=self.batch_size, memory_budget=self.memory_budget,
+                                                 train_mode=self.train_mode, progress=self.progress)
+        finally:
+            self._measuring = False
+        return [{**self._row(base, r["layer"], self.similarity.label, "similarity", r["value"], metrics),
+                 "other_layer": r["other_layer"]} for r in result.rows]
+
+    def similarity_map(self, step: int | None = None):
+        """The logged layer similarity map of ``step`` (default: the last),
+        as a ``SimilarityMap`` for ``plot.similarity_heatmap``."""
+        if self.similarity is None:
+            raise ValueError("this tracker has no similarity=LayerSimilarity(...)")
+        return map_of_step(self.rows, self.similarity.label, step)
 
     @staticmethod
     def _row(base, layer, estimator, quantity, value, metrics) -> dict:

@@ -24,6 +24,7 @@ from pyfastent.nn.hooks import model_mode, named_layers, select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import resolve_pooling
 from pyfastent.nn.table import atomic_write, meta_path
+from pyfastent.ops.deferred import SpectralBatch
 
 MEASURES = ("cka", "hsic", "mknn", "mi")
 
@@ -88,6 +89,60 @@ class SimilarityMap:
         atomic_write(meta_path(path), json.dumps(self.metadata, indent=1) + "\n")
         atomic_write(path, buf.getvalue())
         return path
+
+
+@dataclass(frozen=True)
+class LayerSimilarity:
+    """A tracker's layer × layer similarity map: ``InformationPlane(...,
+    similarity=LayerSimilarity(...))`` measures it on the probe every
+    ``every``-th measured step, with ``layer_similarity``'s options (the
+    tracker's own layers, pooling, batches and budget). Each cell is a row
+    with ``quantity="similarity"``, the column's layer in ``other_layer``
+    and ``estimator`` = ``label``."""
+
+    measure: str = "cka"
+    every: int = 1
+    kernel: str = "linear"
+    sigma: object = None
+    debiased: bool = False
+    k: int = 10
+    metric: str = "cosine"
+    normalization: str = "sqrt"
+
+    def __post_init__(self):
+        _options(self.measure, self.kernel, self.sigma, self.debiased, self.k, self.metric, None,
+                 self.normalization)
+        _checks.positive_int("every", self.every)
+
+    @property
+    def label(self) -> str:
+        if self.measure in ("cka", "hsic"):
+            return f"{self.measure}({self.kernel}{',debiased' if self.debiased else ''})"
+        return f"mknn(k={self.k},{self.metric})" if self.measure == "mknn" else f"nmi({self.normalization})"
+
+    def measure_map(self, model, probe, layers, **passes) -> SimilarityMap:
+        """The map of ``model``'s ``layers`` on ``probe`` (``passes``: pooling,
+        batch_size, memory_budget, train_mode, progress)."""
+        return layer_similarity(model, probe, measure=self.measure, layers=layers, kernel=self.kernel,
+                                sigma=self.sigma, debiased=self.debiased, k=self.k, metric=self.metric,
+                                normalization=self.normalization, **passes)
+
+
+def map_of_step(rows: list, label: str, step: int | None = None) -> SimilarityMap:
+    """The similarity map a tracker logged (its rows of ``estimator=label``)
+    at ``step`` (``None``: the last one that has it)."""
+    mine = [r for r in rows if r["quantity"] == "similarity" and r["estimator"] == label]
+    if not mine:
+        raise ValueError(f"no similarity rows of {label!r}: track with similarity=LayerSimilarity(...)")
+    step = max(r["step"] for r in mine) if step is None else step
+    cells = {(r["layer"], r["other_layer"]): r["value"] for r in mine if r["step"] == step}
+    if not cells:
+        raise ValueError(f"step {step} has no similarity map (steps with one: "
+                         f"{sorted({r['step'] for r in mine})})")
+    layers = list(dict.fromkeys(a for a, _ in cells))
+    matrix = torch.tensor([[cells[(a, b)] for b in layers] for a in layers], dtype=torch.float64)
+    return SimilarityMap(matrix, layers, layers, label.split("(")[0].replace("nmi", "mi"),
+                         {"label": label, "step": step})
 
 
 @dataclass(frozen=True)
@@ -157,11 +212,13 @@ def layer_similarity(model: nn.Module, probe, other: nn.Module | None = None, me
     data = Probe(probe, batch_size=batch_size, name="probe")
     with model_mode(joined, train_mode):
         found = stream.learn_layers(joined, data, wanted, required, pool)
-        payloads = _payloads(joined, data, found, opts, memory_budget, batch_size, progress)
-    order = [layer.name for layer in found.layers]
-    rows = [n for n in order if n in rows_of]
-    cols = rows if cols_of is None else [n for n in order if n in cols_of]
-    matrix, null_mean, p_value = _matrix(payloads, rows, cols, opts, cols_of is None, permutations, seed)
+        budget = stream.resolve_budget(memory_budget, found.device)
+        payloads = _payloads(joined, data, found, opts, budget, batch_size, progress)
+    order = [layer.name for layer in found.layers]  # a module called k times: name, name#2, ..., name#k
+    rows = [n for n in order if n.split("#")[0] in rows_of]
+    cols = rows if cols_of is None else [n for n in order if n.split("#")[0] in cols_of]
+    matrix, null_mean, p_value = _matrix(payloads, rows, cols, opts, cols_of is None, permutations, seed,
+                                         _spectral_bytes(budget, len(payloads), opts, next(iter(payloads.values())).n))
     strip = (lambda n: n) if cols_of is None else (lambda n: n.split(".", 1)[1])
     meta = {"measure": opts.measure, "kernel": opts.kernel if measure in ("cka", "hsic") else None,
             "sigma": [str(s) for s in opts.sigma] if opts.kernel == "rbf" else None,
@@ -214,10 +271,9 @@ def _held_bytes(opts: _Options, n: int) -> int:
     return n * opts.k * 8 if opts.measure == "mknn" else n * n * 8
 
 
-def _payloads(joined, data: Probe, found, opts: _Options, memory_budget, batch_size, progress) -> dict:
-    """Every layer's payload, from passes planned within the budget."""
+def _payloads(joined, data: Probe, found, opts: _Options, budget: int, batch_size, progress) -> dict:
+    """Every layer's payload, from passes planned within ``budget`` bytes."""
     count = len(found.layers)
-    budget = stream.resolve_budget(memory_budget, found.device)
     costs = stream.Costs(lambda layer, n: 3 * n * n * 8, lambda n: count * _held_bytes(opts, n))
     plan = stream.plan_passes(found, data, budget, costs, batch_size)
     data = data.with_batch_size(plan.batch_size)
@@ -254,14 +310,24 @@ def _payloads(joined, data: Probe, found, opts: _Options, memory_budget, batch_s
     return out
 
 
+def _spectral_bytes(budget: int, layers: int, opts: _Options, n: int) -> int:
+    """What the deferred joint spectra of the MI map may hold before they
+    are solved: an eighth of what the held payloads leave of the budget (the
+    solve stacks and works on copies), at most 32 joints (larger batches
+    were no faster, and each held joint multiplies the solve's peak), at
+    least four."""
+    joint = n * n * 8
+    return max(min((budget - layers * _held_bytes(opts, n)) // 8, 32 * joint), 4 * joint)
+
+
 def _matrix(payloads: dict, rows: list, cols: list, opts: _Options, symmetric: bool, permutations: int,
-            seed: int) -> tuple:
+            seed: int, spectral_bytes: int) -> tuple:
     """[L, M] values (and the permutation null's mean and p-values)."""
     values = torch.empty(len(rows), len(cols), dtype=torch.float64)
     null_mean = torch.empty_like(values) if permutations else None
     p_value = torch.empty_like(values) if permutations else None
     if opts.measure == "mi":
-        return _mi_matrix(payloads, rows, cols, opts, symmetric, values), None, None
+        return _mi_matrix(payloads, rows, cols, opts, symmetric, values, spectral_bytes), None, None
     selves = {name: similarity.hsic_of_kernels(p.kernel, p.kernel, opts.debiased) for name, p in payloads.items()
               if p.kernel is not None} if opts.measure == "cka" else {}
     for name, value in selves.items():
@@ -302,10 +368,13 @@ def _cell(a: _Payload, b: _Payload, opts: _Options, self_a, self_b) -> float:
     return value if opts.measure == "hsic" else value / math.sqrt(self_a * self_b)
 
 
-def _mi_matrix(payloads: dict, rows: list, cols: list, opts: _Options, symmetric: bool, values) -> torch.Tensor:
-    """Normalized MI of every pair, all L + M entropies and L·M joints solved in one batch."""
+def _mi_matrix(payloads: dict, rows: list, cols: list, opts: _Options, symmetric: bool, values,
+               spectral_bytes: int) -> torch.Tensor:
+    """Normalized MI of every pair: the L + M entropies and L·M joints are
+    deferred and solved in batches of at most ``spectral_bytes``."""
     names = list(dict.fromkeys(rows + cols))
-    h = JointEntropies(opts.estimator, {name: payloads[name].prepared for name in names})
+    h = JointEntropies(opts.estimator, {name: payloads[name].prepared for name in names},
+                       SpectralBatch(max_bytes=spectral_bytes))
     for name in names:
         h.request(name)
     pairs = [(a, b) for i, a in enumerate(rows) for j, b in enumerate(cols) if not (symmetric and j < i)]

@@ -13,6 +13,7 @@ them on exit, exceptions included.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,5 +47,30 @@ def side_by_side(count: int | None = None):
     (default ``workers()``) to run such calls side by side. The limits in
     force before are restored on exit."""
     count = workers() if count is None else count
-    with _blas_controller().limit(limits=1, user_api="blas"), ThreadPoolExecutor(count) as pool:
-        yield pool
+    try:
+        with _blas_controller().limit(limits=1, user_api="blas"), ThreadPoolExecutor(count) as pool:
+            yield pool
+    finally:
+        _release_freed_memory()
+
+
+def _release_freed_memory() -> None:
+    """Give the heap memory the workers freed back to the system. glibc
+    raises its mmap threshold once large blocks are freed, so the N×N
+    buffers of later calls come from the threads' heaps and stay resident
+    after they are freed: without this, thousands of side-by-side solves
+    grow the process by gigabytes (``benchmarks/results/bench_similarity_cpu.md``)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc():
+    """glibc, for ``malloc_trim``; ``None`` elsewhere (macOS, musl, Windows)."""
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()

@@ -53,6 +53,26 @@ def test_each_cell_is_the_measure_of_the_captured_layers(measure, call):
     torch.testing.assert_close(result.matrix, result.matrix.T, rtol=0, atol=0)
 
 
+class Twice(nn.Module):
+    """One activation module called twice, as a ResNet block calls its ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.act = nn.Linear(5, 6), nn.Linear(6, 4), nn.Tanh()
+
+    def forward(self, x):
+        return self.act(self.fc2(self.act(self.fc1(x))))
+
+
+def test_a_module_called_twice_gives_a_row_per_call():
+    torch.manual_seed(0)
+    net, x = Twice().double(), probe()
+    result = pnn.layer_similarity(net, x, progress=False)
+    acts = pnn.capture(net, x)
+    assert result.layers == list(acts) == ["fc1", "act", "fc2", "act#2"]
+    assert float(result.matrix[1, 3]) == pytest.approx(pf.cka(acts["act"], acts["act#2"]), rel=1e-10)
+
+
 def test_two_models_run_on_the_same_batches_in_one_pass():
     a, b, x = mlp(0), mlp(3, widths=(20, 4)), probe()
     calls = {"a": 0, "b": 0}
@@ -172,3 +192,34 @@ def test_a_constant_layer_is_named():
         net.zero.bias.zero_()
     with pytest.raises(ValueError, match="layer 'zero' has HSIC .* with itself"):
         pnn.layer_similarity(net, probe(), progress=False)
+
+
+def test_the_tracker_logs_a_map_every_few_steps(tmp_path):
+    net, x = mlp(), probe()
+    y = torch.randint(0, 3, (60,), generator=torch.Generator().manual_seed(4))
+    tracker = pnn.InformationPlane(net, x, y, similarity=pnn.LayerSimilarity(every=2, debiased=True),
+                                   log=tmp_path / "plane.jsonl", progress=False)
+    maps = {}
+    for step in range(3):
+        tracker.step(epoch=step)
+        maps[step] = pnn.layer_similarity(net, x, debiased=True, progress=False)
+        with torch.no_grad():  # training moves the weights between steps
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    logged = {r["step"] for r in tracker.rows if r["quantity"] == "similarity"}
+    assert logged == {0, 2}
+    for step in (0, 2):
+        got = tracker.similarity_map(step)
+        assert got.layers == maps[step].layers
+        torch.testing.assert_close(got.matrix, maps[step].matrix, rtol=1e-12, atol=1e-12)
+    assert tracker.similarity_map().metadata["step"] == 2
+    again = pnn.InformationPlane.load(tmp_path / "plane.jsonl")
+    cells = [r for r in again.rows if r["quantity"] == "similarity"]
+    assert len(cells) == 2 * len(maps[0].layers) ** 2 and all("other_layer" in r for r in cells)
+    assert tracker.table.metadata["similarity"]["label"] == "cka(linear,debiased)"
+    with pytest.raises(ValueError, match="step 1 has no similarity map"):
+        tracker.similarity_map(1)
+    with pytest.raises(ValueError, match="similarity must be a LayerSimilarity"):
+        pnn.InformationPlane(net, x, y, similarity="cka")
+    with pytest.raises(ValueError, match="every must be a positive"):
+        pnn.LayerSimilarity(every=0)
