@@ -358,8 +358,8 @@ def similarity_heatmap(result, path) -> Path:
     lo, hi = float(values.min()), float(values.max())
     if result.measure != "hsic":
         lo, hi = min(0.0, lo), max(1.0, hi)
-    fontsize = max(3.5, min(8.0, 240.0 / max(rows, cols)))
-    side = min(16.0, 3.0 + 0.16 * max(rows, cols))
+    side = min(16.0, 3.0 + 0.2 * max(rows, cols))  # inches
+    fontsize = max(4.0, min(8.0, 0.5 * 72 * 0.8 * side / max(rows, cols)))  # half of each row's height, in points
     fig, axes = _figure(1, size=(side * 1.15, side))
     ax = axes[0][0]
     image = ax.imshow(values, vmin=lo, vmax=hi, cmap="viridis", aspect="auto", interpolation="nearest")
