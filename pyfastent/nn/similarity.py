@@ -184,6 +184,9 @@ def layer_similarity(model: nn.Module, probe, other: nn.Module | None = None, me
         permutations: with P > 0, each cell's permutation null (the samples
             of the column's layer shuffled P times, ``seed``): its mean and
             the p-value (1 + #{null ≥ value})/(1 + P), for cka, hsic and mknn.
+            As ``pf.permutation_test`` permutes samples, but on the kernel
+            matrices (rows and columns together) or neighbour lists already
+            built, so no layer is measured again.
 
     Returns:
         ``SimilarityMap``. Within one model the map is symmetric and each
