@@ -215,6 +215,9 @@ def layer_similarity(model: nn.Module, probe, other: nn.Module | None = None, me
     data = Probe(probe, batch_size=batch_size, name="probe")
     with model_mode(joined, train_mode):
         found = stream.learn_layers(joined, data, wanted, required, pool)
+        if not found.layers:
+            raise ValueError(f"layers: none of the selected layers outputs one row per sample (skipped: "
+                             f"{', '.join(found.skipped) or 'none ran'}); name the layers to compare")
         budget = stream.resolve_budget(memory_budget, found.device)
         payloads = _payloads(joined, data, found, opts, budget, batch_size, progress)
     order = [layer.name for layer in found.layers]  # a module called k times: name, name#2, ..., name#k

@@ -223,3 +223,13 @@ def test_the_tracker_logs_a_map_every_few_steps(tmp_path):
         pnn.InformationPlane(net, x, y, similarity="cka")
     with pytest.raises(ValueError, match="every must be a positive"):
         pnn.LayerSimilarity(every=0)
+
+
+def test_no_measurable_layer_is_a_value_error():
+    class Broadcast(nn.Module):
+        def forward(self, x):
+            return torch.zeros(1, 3, dtype=x.dtype)  # not one row per sample
+
+    net = nn.Sequential(OrderedDict(b=Broadcast()))
+    with pytest.raises(ValueError, match="none of the selected layers outputs one row per sample"):
+        pnn.layer_similarity(net, probe(), progress=False)
