@@ -8,7 +8,11 @@ eigensolver plan for all, measured by an uncounted sweep first:
 1. ``layer_sweep`` (default Rényi and LogDet estimators): the reference cost.
 2. ``layer_similarity`` linear CKA, biased and debiased (exact, 59 × 59).
 3. ``layer_similarity(measure="mi")``: Rényi normalized MI of every pair.
-4. torch-cka 0.21's ``CKA(model, model).compare(loader)`` on the same layers and
+4. ``layer_similarity`` of the ResNet-18 against VGG-16-BN (width 1/4, 47
+   layers) on the same probe: both models run on the same batches, and the
+   forward calls of each are counted (one look at the layers, then one per
+   batch of each pass).
+5. torch-cka 0.21's ``CKA(model, model).compare(loader)`` on the same layers and
    batches of 100 (its minibatch debiased CKA, float32 as it runs by default),
    when torch-cka is installed: its time, and how far each of its cells is from
    the exact debiased value (torch-cka keys layers by module name and keeps
@@ -76,6 +80,17 @@ def job(name: str, n: int) -> dict:
         size = str(1 << (n - 1).bit_length())
         if size in plan:  # the plan's seconds per N×N matrix, for the driver it chose
             out["eigen_s_per_matrix"] = plan[size]["median_s"][plan[size]["driver"]]
+    elif name == "two-models":
+        from pyfastent import models
+
+        torch.manual_seed(1)
+        other = models.vgg16_bn(width=0.25).eval()
+        calls = {"resnet18": 0, "vgg16_bn": 0}
+        net.register_forward_pre_hook(lambda *a: calls.__setitem__("resnet18", calls["resnet18"] + 1))
+        other.register_forward_pre_hook(lambda *a: calls.__setitem__("vgg16_bn", calls["vgg16_bn"] + 1))
+        start = time.perf_counter()  # the clock starts again: building VGG is not the map's work
+        result = layer_similarity(net, x, other=other, progress=False)
+        out.update(forward_calls=calls, shape=list(result.matrix.shape), passes_note="1 look + 1 per batch")
     elif name == "torch-cka":
         from torch_cka import CKA
 
@@ -126,7 +141,7 @@ def main():
         raise SystemExit(f"the CKA map disagrees with pf.cka: {check}")
     child("sweep", args.n, cache)  # uncounted: the eigensolver plan measures its drivers
     runs = {}
-    for name in ("sweep", "cka", "cka-debiased", "mi", "torch-cka"):
+    for name in ("sweep", "cka", "cka-debiased", "mi", "two-models", "torch-cka"):
         runs[name] = child(name, args.n, cache)
         print(name, {k: v for k, v in runs[name].items() if k not in ("matrix", "layers")}, flush=True)
     sweep_s = runs["sweep"]["seconds"]
@@ -146,6 +161,7 @@ def main():
     labels = {"sweep": "layer_sweep (Rényi + LogDet)", "cka": "layer_similarity, linear CKA (exact)",
               "cka-debiased": "layer_similarity, debiased linear CKA (exact)",
               "mi": "layer_similarity, normalized MI (Rényi)",
+              "two-models": "layer_similarity, linear CKA, ResNet-18 x VGG-16-BN (1/4)",
               "torch-cka": f"torch-cka CKA.compare, batches of {BATCH} (minibatch, float32)"}
     for name, run in runs.items():
         if "failed" in run:
@@ -163,6 +179,11 @@ def main():
         table += (f" The MI map solves {mi['spectra']} spectra of {args.n}×{args.n}; at the eigensolver plan's "
                   f"{mi['eigen_s_per_matrix'] * 1e3:.1f} ms per matrix those alone take {floor:.1f} s, "
                   f"{floor / sweep_s:.2f}x the sweep's whole time.")
+    two = runs["two-models"]
+    if "forward_calls" in two:
+        table += (f" The {two['shape'][0]} × {two['shape'][1]} map of the two models called each "
+                  f"{two['forward_calls']['resnet18']} and {two['forward_calls']['vgg16_bn']} times (one look at its "
+                  "layers, then the probe's batches once for both).")
     if "max_abs_from_exact" in theirs:
         table += (f" torch-cka's minibatch values differ from the exact debiased CKA by up to "
                   f"{theirs['max_abs_from_exact']:.3g} (median {theirs['median_abs_from_exact']:.3g}) per cell.")
