@@ -223,8 +223,14 @@ def layer_similarity(model: nn.Module, probe, other: nn.Module | None = None, me
     order = [layer.name for layer in found.layers]  # a module called k times: name, name#2, ..., name#k
     rows = [n for n in order if n.split("#")[0] in rows_of]
     cols = rows if cols_of is None else [n for n in order if n.split("#")[0] in cols_of]
-    matrix, null_mean, p_value = _matrix(payloads, rows, cols, opts, cols_of is None, permutations, seed,
-                                         _spectral_bytes(budget, len(payloads), opts, next(iter(payloads.values())).n))
+    cells = len(rows) * (len(rows) + 1) // 2 if cols_of is None else len(rows) * len(cols)
+    bar = progress_bar(cells, "similarity of layer pairs", progress, unit="pair")
+    try:
+        matrix, null_mean, p_value = _matrix(payloads, rows, cols, opts, cols_of is None, permutations, seed,
+                                             _spectral_bytes(budget, len(payloads), opts,
+                                                             next(iter(payloads.values())).n), bar)
+    finally:
+        bar.close()
     strip = (lambda n: n) if cols_of is None else (lambda n: n.split(".", 1)[1])
     meta = {"measure": opts.measure, "kernel": opts.kernel if measure in ("cka", "hsic") else None,
             "sigma": [str(s) for s in opts.sigma] if opts.kernel == "rbf" else None,
@@ -327,13 +333,14 @@ def _spectral_bytes(budget: int, layers: int, opts: _Options, n: int) -> int:
 
 
 def _matrix(payloads: dict, rows: list, cols: list, opts: _Options, symmetric: bool, permutations: int,
-            seed: int, spectral_bytes: int) -> tuple:
-    """[L, M] values (and the permutation null's mean and p-values)."""
+            seed: int, spectral_bytes: int, bar) -> tuple:
+    """[L, M] values (and the permutation null's mean and p-values); ``bar``
+    counts the pairs."""
     values = torch.empty(len(rows), len(cols), dtype=torch.float64)
     null_mean = torch.empty_like(values) if permutations else None
     p_value = torch.empty_like(values) if permutations else None
     if opts.measure == "mi":
-        return _mi_matrix(payloads, rows, cols, opts, symmetric, values, spectral_bytes), None, None
+        return _mi_matrix(payloads, rows, cols, opts, symmetric, values, spectral_bytes, bar), None, None
     selves = {name: similarity.hsic_of_kernels(p.kernel, p.kernel, opts.debiased) for name, p in payloads.items()
               if p.kernel is not None} if opts.measure == "cka" else {}
     for name, value in selves.items():
@@ -355,6 +362,7 @@ def _matrix(payloads: dict, rows: list, cols: list, opts: _Options, symmetric: b
                                            selves.get(b)) for order in orders])
                 null_mean[i, j] = null.mean()
                 p_value[i, j] = (1 + int((null >= values[i, j]).sum())) / (1 + permutations)
+            bar.update(1)
     return values, null_mean, p_value
 
 
@@ -375,9 +383,10 @@ def _cell(a: _Payload, b: _Payload, opts: _Options, self_a, self_b) -> float:
 
 
 def _mi_matrix(payloads: dict, rows: list, cols: list, opts: _Options, symmetric: bool, values,
-               spectral_bytes: int) -> torch.Tensor:
+               spectral_bytes: int, bar) -> torch.Tensor:
     """Normalized MI of every pair: the L + M entropies and L·M joints are
-    deferred and solved in batches of at most ``spectral_bytes``."""
+    deferred and solved in batches of at most ``spectral_bytes`` (as the
+    joints are requested, so ``bar`` advances with the solves)."""
     names = list(dict.fromkeys(rows + cols))
     h = JointEntropies(opts.estimator, {name: payloads[name].prepared for name in names},
                        SpectralBatch(max_bytes=spectral_bytes))
@@ -387,6 +396,7 @@ def _mi_matrix(payloads: dict, rows: list, cols: list, opts: _Options, symmetric
     for a, b in pairs:
         if a != b:
             h.request(a, b)
+        bar.update(1)
     h.batch.solve()
     for i, a in enumerate(rows):
         for j, b in enumerate(cols):

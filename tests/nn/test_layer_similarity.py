@@ -233,3 +233,10 @@ def test_no_measurable_layer_is_a_value_error():
     net = nn.Sequential(OrderedDict(b=Broadcast()))
     with pytest.raises(ValueError, match="none of the selected layers outputs one row per sample"):
         pnn.layer_similarity(net, probe(), progress=False)
+
+
+def test_progress_counts_the_layers_and_then_the_pairs(capsys):
+    pnn.layer_similarity(mlp(), probe(), measure="mi", progress=True)
+    err = capsys.readouterr().err
+    assert "layer similarity" in err and "0/6" in err  # 6 layers, then their 21 pairs
+    assert "similarity of layer pairs" in err and "0/21" in err
