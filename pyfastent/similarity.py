@@ -19,6 +19,7 @@ lists them with file and line):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -91,29 +92,56 @@ def kernel_matrix(name: str, gram: torch.Tensor, kernel: str, rule) -> torch.Ten
     return torch.exp(sq.mul_(-0.5 / (sigma * sigma)))
 
 
-def hsic_of_kernels(k: torch.Tensor, m: torch.Tensor, debiased: bool) -> float:
-    """HSIC of two N×N kernel matrices (float64): biased or Song's unbiased."""
-    n = k.shape[0]
+@dataclass(frozen=True)
+class HSICTerms:
+    """What HSIC reads of one N×N kernel matrix, made once per variable so
+    that every pair it enters is one inner product: H·K·H (biased; then
+    tr(KHLH) = ⟨HKH, HLH⟩), or K with its diagonal zeroed, its row sums and
+    their total (Song's unbiased)."""
+
+    matrix: torch.Tensor
+    rows: torch.Tensor | None
+    total: float
+    debiased: bool
+
+
+def hsic_terms(k: torch.Tensor, debiased: bool) -> HSICTerms:
+    """The HSIC terms of a kernel matrix [N, N] float64 (``k`` is not changed)."""
     if not debiased:
-        kc = k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()  # H·K·H
-        return float((kc * m).sum()) / (n - 1) ** 2
-    k, m = k.clone(), m.clone()
+        return HSICTerms(k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean(), None, 0.0, False)
+    k = k.clone()
     k.diagonal().zero_()
-    m.diagonal().zero_()
-    rows_k, rows_m = k.sum(1), m.sum(1)
-    value = (float((k * m).sum()) + float(rows_k.sum()) * float(rows_m.sum()) / ((n - 1) * (n - 2))
-             - 2.0 / (n - 2) * float(rows_k @ rows_m))
-    return value / (n * (n - 3))
+    rows = k.sum(1)
+    return HSICTerms(k, rows, float(rows.sum()), True)
 
 
-def _kernels(x, y, kernel: str, sigma, debiased: bool) -> tuple:
+def hsic_of(a: HSICTerms, b: HSICTerms) -> float:
+    """HSIC of two variables from their terms (both biased or both unbiased)."""
+    n = a.matrix.shape[0]
+    inner = float(a.matrix.reshape(-1) @ b.matrix.reshape(-1))
+    if not a.debiased:
+        return inner / (n - 1) ** 2
+    return (inner + a.total * b.total / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(a.rows @ b.rows)) / (n * (n - 3))
+
+
+def self_hsic(name: str, t: HSICTerms) -> float:
+    """HSIC of a variable with itself; not positive (a constant
+    representation) is a ValueError naming it, since CKA divides by it."""
+    value = hsic_of(t, t)
+    if not value > 0:
+        raise ValueError(f"{name} has HSIC {value:.3g} with itself: it is constant (or nearly) over the samples, "
+                         "and CKA with it is undefined")
+    return value
+
+
+def _terms(x, y, kernel: str, sigma, debiased: bool) -> tuple:
     _checks.choice("kernel", kernel, KERNELS)
     min_n = 4 if debiased else 2
     x, y = _features("x", x, min_n), _features("y", y, min_n)
     _checks.same_sample_count([("x", x.shape[0]), ("y", y.shape[0])])
     rule_x, rule_y = width_rules(sigma)
-    return (kernel_matrix("x", centred_gram("x", x), kernel, rule_x),
-            kernel_matrix("y", centred_gram("y", y), kernel, rule_y))
+    return (hsic_terms(kernel_matrix("x", centred_gram("x", x), kernel, rule_x), debiased),
+            hsic_terms(kernel_matrix("y", centred_gram("y", y), kernel, rule_y), debiased))
 
 
 def hsic(x, y, kernel: str = "linear", sigma=None, debiased: bool = False) -> float:
@@ -131,19 +159,8 @@ def hsic(x, y, kernel: str = "linear", sigma=None, debiased: bool = False) -> fl
         float: in squared kernel units (features⁴ for the linear kernel;
         dimensionless for RBF). The unbiased estimate can be negative.
     """
-    k, m = _kernels(x, y, kernel, sigma, debiased)
-    return hsic_of_kernels(k, m, debiased)
-
-
-def cka_of_kernels(k: torch.Tensor, m: torch.Tensor, debiased: bool, names=("x", "y")) -> float:
-    """CKA of two kernel matrices; a representation with no HSIC with itself
-    (constant) is a ValueError naming it."""
-    self_k, self_m = hsic_of_kernels(k, k, debiased), hsic_of_kernels(m, m, debiased)
-    for name, value in zip(names, (self_k, self_m)):
-        if not value > 0:
-            raise ValueError(f"{name} has HSIC {value:.3g} with itself: it is constant (or nearly) over the samples, "
-                             "and CKA with it is undefined")
-    return hsic_of_kernels(k, m, debiased) / math.sqrt(self_k * self_m)
+    k, m = _terms(x, y, kernel, sigma, debiased)
+    return hsic_of(k, m)
 
 
 def cka(x, y, kernel: str = "linear", sigma=None, debiased: bool = False) -> float:
@@ -159,8 +176,8 @@ def cka(x, y, kernel: str = "linear", sigma=None, debiased: bool = False) -> flo
         an isotropic scaling); debiased CKA of independent ones is ≈ 0 and
         can be negative (not clipped).
     """
-    k, m = _kernels(x, y, kernel, sigma, debiased)
-    return cka_of_kernels(k, m, debiased)
+    k, m = _terms(x, y, kernel, sigma, debiased)
+    return hsic_of(k, m) / math.sqrt(self_hsic("x", k) * self_hsic("y", m))
 
 
 def minibatch_cka(x, y, batch_size: int, kernel: str = "linear", sigma=None) -> float:
@@ -190,10 +207,10 @@ def minibatch_cka(x, y, batch_size: int, kernel: str = "linear", sigma=None) -> 
     rule_x, rule_y = width_rules(sigma)
     sums = [0.0, 0.0, 0.0]
     for start in range(0, n, batch_size):
-        k = kernel_matrix("x", centred_gram("x", x[start:start + batch_size]), kernel, rule_x)
-        m = kernel_matrix("y", centred_gram("y", y[start:start + batch_size]), kernel, rule_y)
+        k = hsic_terms(kernel_matrix("x", centred_gram("x", x[start:start + batch_size]), kernel, rule_x), True)
+        m = hsic_terms(kernel_matrix("y", centred_gram("y", y[start:start + batch_size]), kernel, rule_y), True)
         for i, (a, b) in enumerate(((k, m), (k, k), (m, m))):
-            sums[i] += hsic_of_kernels(a, b, True)
+            sums[i] += hsic_of(a, b)
     for name, value in (("x", sums[1]), ("y", sums[2])):
         if not value > 0:
             raise ValueError(f"{name} has summed HSIC {value:.3g} with itself: constant over the samples")

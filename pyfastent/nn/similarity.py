@@ -258,7 +258,7 @@ class _Payload:
     """What the map reads of one layer."""
 
     n: int
-    kernel: torch.Tensor | None = None  # [N, N] float64 (cka, hsic)
+    terms: similarity.HSICTerms | None = None  # [N, N] float64 (cka, hsic)
     neighbours: torch.Tensor | None = None  # [N, k] (mknn)
     prepared: object = None  # the estimator's prepared variable (mi)
 
@@ -270,7 +270,8 @@ def _payload(name: str, rows: torch.Tensor, opts: _Options, side: int) -> _Paylo
         if opts.debiased and n < 4:
             raise ValueError(f"debiased HSIC needs at least N = 4 probe samples, got {n}")
         gram = similarity.centred_gram(name, flat)
-        return _Payload(n, kernel=similarity.kernel_matrix(name, gram, opts.kernel, opts.sigma[side]))
+        kernel = similarity.kernel_matrix(name, gram, opts.kernel, opts.sigma[side])
+        return _Payload(n, terms=similarity.hsic_terms(kernel, opts.debiased))
     if opts.measure == "mknn":
         if opts.k >= n:
             raise ValueError(f"k must be below N = {n} (each sample has N − 1 others), got {opts.k}")
@@ -341,12 +342,8 @@ def _matrix(payloads: dict, rows: list, cols: list, opts: _Options, symmetric: b
     p_value = torch.empty_like(values) if permutations else None
     if opts.measure == "mi":
         return _mi_matrix(payloads, rows, cols, opts, symmetric, values, spectral_bytes, bar), None, None
-    selves = {name: similarity.hsic_of_kernels(p.kernel, p.kernel, opts.debiased) for name, p in payloads.items()
-              if p.kernel is not None} if opts.measure == "cka" else {}
-    for name, value in selves.items():
-        if not value > 0:
-            raise ValueError(f"layer {name!r} has HSIC {value:.3g} with itself: its output is constant over the "
-                             "probe samples, and CKA with it is undefined")
+    selves = {name: similarity.self_hsic(f"layer {name!r}", p.terms) for name, p in payloads.items()} \
+        if opts.measure == "cka" else {}
     g = torch.Generator().manual_seed(seed)
     orders = [torch.randperm(payloads[rows[0]].n, generator=g) for _ in range(permutations)]
     for i, a in enumerate(rows):
@@ -368,8 +365,10 @@ def _matrix(payloads: dict, rows: list, cols: list, opts: _Options, symmetric: b
 
 def _permuted(p: _Payload, order: torch.Tensor) -> _Payload:
     """The payload of the same layer with its samples in ``order``."""
-    if p.kernel is not None:
-        return _Payload(p.n, kernel=p.kernel[order][:, order])
+    if p.terms is not None:  # H commutes with a permutation of the samples
+        t = p.terms
+        rows = t.rows[order] if t.rows is not None else None
+        return _Payload(p.n, terms=similarity.HSICTerms(t.matrix[order][:, order], rows, t.total, t.debiased))
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel())
     return _Payload(p.n, neighbours=inverse[p.neighbours[order]])
@@ -378,7 +377,7 @@ def _permuted(p: _Payload, order: torch.Tensor) -> _Payload:
 def _cell(a: _Payload, b: _Payload, opts: _Options, self_a, self_b) -> float:
     if opts.measure == "mknn":
         return similarity.shared_neighbours(a.neighbours, b.neighbours)
-    value = similarity.hsic_of_kernels(a.kernel, b.kernel, opts.debiased)
+    value = similarity.hsic_of(a.terms, b.terms)
     return value if opts.measure == "hsic" else value / math.sqrt(self_a * self_b)
 
 
