@@ -252,14 +252,14 @@ def test_token_profile_of_views_equals_the_view_measures(tmp_path):
     for measure, values in expected.items():
         rows = profile.values(measure)
         assert len(rows) == len(values)
-        for r in rows:
-            assert r["mean"] == pytest.approx(float(values[r["layer"]]), abs=1e-9)
+        for r in rows:  # the profile ran float32 forwards in batches of 4, the reference in one of 6
+            assert r["mean"] == pytest.approx(float(values[r["layer"]]), abs=1e-6)
     tokenized = [dict(tokenizer([g[v] for g in groups], padding=True, return_tensors="pt")) for v in range(3)]
     encoded = dict(tokenizer(PROMPTS, padding=True, return_tensors="pt"))
     from_ids = pnn.token_profile(model, encoded, views=tokenized, progress=False, batch_size=4)
     for measure in expected:
-        for r, s in zip(from_ids.values(measure), profile.values(measure)):
-            assert r["mean"] == pytest.approx(s["mean"], abs=1e-9)
+        for r, s in zip(from_ids.values(measure), profile.values(measure)):  # padded to other lengths: float32
+            assert r["mean"] == pytest.approx(s["mean"], abs=1e-6)
     with pytest.raises(ValueError, match="views"):
         pnn.token_profile(model, PROMPTS, tokenizer, measures="lidar", progress=False)
     with pytest.raises(ValueError, match="groups"):
