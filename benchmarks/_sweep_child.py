@@ -4,7 +4,7 @@ information-plane step, or the token benchmark's prompt entropies, with the
 pyfastent of a given source tree (this checkout, or an older commit's
 worktree). Prints one JSON object.
 
-Usage: ``python _sweep_child.py --tree DIR --job sweep|tracker|tokens [--model NAME] --n N``.
+Usage: ``python _sweep_child.py --tree DIR --job sweep|tracker|tokens [--model NAME] --n N [--budget SIZE]``.
 """
 from __future__ import annotations
 
@@ -69,11 +69,14 @@ def sweep(args) -> dict:
     net.eval()
     x, y = images(args.n, size, seed=0)
     start = time.perf_counter()
-    result = layer_sweep(net, x, y, progress=False)
+    budget = {"memory_budget": args.budget} if args.budget else {}
+    result = layer_sweep(net, x, y, progress=args.progress, **budget)
     seconds = time.perf_counter() - start
     rows = [{k: (float(v) if isinstance(v, float) else v) for k, v in r.items()} for r in result.rows]
-    return {"seconds": seconds, "peak_gib": peak_gib(), "rows": rows,
-            "passes": getattr(result, "metadata", {}).get("probe_passes")}
+    meta = getattr(result, "metadata", {})
+    return {"seconds": seconds, "peak_gib": peak_gib(), "rows": rows, "passes": meta.get("probe_passes"),
+            "passes_reason": meta.get("passes_reason"), "sliced_layers": meta.get("sliced_layers"),
+            "batch_size": meta.get("batch_size")}
 
 
 def tracker(args) -> dict:
@@ -165,6 +168,8 @@ def main():
     parser.add_argument("--job", choices=("sweep", "tracker", "tokens"), required=True)
     parser.add_argument("--model", default="resnet18-cifar")
     parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--budget", default=None, help="the sweep's memory_budget (default: none given)")
+    parser.add_argument("--progress", action="store_true", help="the sweep's progress bar, on stderr")
     args = parser.parse_args()
     use_tree(Path(args.tree))
     import warnings

@@ -30,8 +30,12 @@ samples on the GPU, once with the CUDA kernels (``use_backend("cuda")``)
 and once with the torch path, same numbers within 1e-4 bits, and the time
 ratio.
 
+With ``--scale``: only the 224×224 ResNet-18 under memory budgets (see
+``scale``), written as ``bench_sweep_scale_cpu``; its baseline defaults to
+320d7e5, the commit before layers were held in slices.
+
 Writes JSON and Markdown to ``benchmarks/results/`` (or ``--out``). Usage:
-``python benchmarks/bench_sweep.py [--device cuda] [--out DIR] [--baseline REV]``.
+``python benchmarks/bench_sweep.py [--device cuda] [--scale] [--out DIR] [--baseline REV]``.
 """
 from __future__ import annotations
 
@@ -52,6 +56,8 @@ from pyfastent.nn import InformationPlane, LayerTE, capture, default_estimators,
 from _record import RESULTS, environment, median_seconds, write
 
 HERE = Path(__file__).resolve().parent
+# The 224×224 ResNet-18 under memory budgets (--scale): (N, memory_budget)
+SCALE = [(400, None), (400, "3GB"), (1000, "3GB"), (2000, "6GB")]
 # (job, model, N, also with the baseline)
 RUNS = [("sweep", "resnet18-cifar", 1000, True), ("sweep", "resnet18-cifar", 2000, False),
         ("sweep", "resnet18-imagenet", 1000, False), ("sweep", "vgg16-quarter", 512, True),
@@ -152,11 +158,12 @@ def gpu_sweep(args):
     print("wrote", write(f"bench_sweep_gpu_{gpu_environment_name()}", record, table, args.out))
 
 
-def child(tree: Path, job: str, model: str, n: int, cache: str) -> dict:
+def child(tree: Path, job: str, model: str, n: int, cache: str, budget: str | None = None) -> dict:
     """One run in its own process; its JSON, or ``{"failed": reason}``."""
     env = {**os.environ, "PYFASTENT_CACHE_DIR": cache}
+    extra = ["--budget", budget] if budget else []
     done = subprocess.run([sys.executable, str(HERE / "_sweep_child.py"), "--tree", str(tree), "--job", job,
-                           "--model", model, "--n", str(n)], capture_output=True, text=True, env=env)
+                           "--model", model, "--n", str(n), *extra], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         return {"failed": (done.stderr.strip().splitlines() or ["killed"])[-1][:300]}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -218,6 +225,53 @@ def cpu(args):
     print("wrote", write("bench_sweep_cpu", record, table, args.out))
 
 
+def scale(args):
+    """The 224×224 ResNet-18 (60 layers) under memory budgets: N = 400
+    without a budget and with 3 GB (equal to round-off; the commit before
+    slicing, ``--baseline``, refused the budgeted run), N = 1000 with 3 GB
+    (goal: peak resident memory ≤ 4.5 GB) and N = 2000 with 6 GB."""
+    cache = tempfile.mkdtemp(prefix="pyfastent-plan-")
+    baseline = worktree(args.baseline)
+    runs = []
+    try:
+        for n, budget in SCALE:
+            row = {"model": "resnet18-imagenet", "n": n, "budget": budget,
+                   "new": child(HERE.parent, "sweep", "resnet18-imagenet", n, cache, budget)}
+            if n == 400 and budget:
+                row["baseline"] = child(baseline, "sweep", "resnet18-imagenet", n, cache, budget)
+            print(json.dumps({k: v for k, v in row["new"].items() if k != "rows"}), flush=True)
+            runs.append(row)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=HERE, capture_output=True)
+    free, budgeted = runs[0]["new"], runs[1]["new"]
+    difference = compare(budgeted["rows"], free["rows"]) if "rows" in free and "rows" in budgeted else None
+    for row in runs:
+        if "rows" in row["new"]:
+            row["new"]["layers"] = len(row["new"].pop("rows")) // 2
+    record = {"benchmark": "bench_sweep_scale", "environment": environment(), "baseline": args.baseline,
+              "runs": runs, "budgeted_vs_unbudgeted_n400": difference, "goal_peak_gib_n1000_3gb": 4.5 * 1e9 / 2**30}
+    lines = ["| N | memory_budget | seconds | peak GiB | passes | layers held in slices | batch size | "
+             f"baseline {args.baseline} |", "|---|---|---|---|---|---|---|---|"]
+    for row in runs:
+        new, old = row["new"], row.get("baseline")
+        if "failed" in new:
+            lines.append(f"| {row['n']} | {row['budget'] or 'none'} | failed: {new['failed'][:80]} | | | | | |")
+            continue
+        sliced = new["sliced_layers"] or {}
+        lines.append(f"| {row['n']} | {row['budget'] or 'none'} | {new['seconds']:.0f} | {new['peak_gib']:.2f} | "
+                     f"{new['passes']} | {len(sliced)} ({sum(sliced.values())} slices) | {new['batch_size']} | "
+                     f"{('failed: ' + old['failed'][:90]) if old and 'failed' in old else (old and 'ran') or ''} |")
+    table = "\n".join(lines)
+    if difference:
+        table += (f"\n\nN = 400 with a 3 GB budget against no budget: Rényi {difference['renyi_bits']:.1e} bits, "
+                  f"LogDet {difference['logdet_relative']:.1e} relative at most.")
+    table += "\n\nWhy the passes (from each sweep's metadata):\n" + "\n".join(
+        f"- N = {row['n']}, {row['budget'] or 'no budget'}: {row['new'].get('passes_reason')}" for row in runs
+        if "failed" not in row["new"])
+    print(table)
+    print("wrote", write("bench_sweep_scale_cpu", record, table, args.out))
+
+
 def sweep_table(results: list, baseline: str) -> str:
     def cell(r, key):
         if r is None:
@@ -256,9 +310,16 @@ def main():
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--probe", type=int, default=None, help="probe samples of the GPU run (default 1000)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--baseline", default="66ed91d", help="the commit to compare with (CPU)")
+    parser.add_argument("--baseline", default=None,
+                        help="the commit to compare with (CPU; default 66ed91d, with --scale 320d7e5)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    parser.add_argument("--scale", action="store_true",
+                        help="only the 224x224 runs under memory budgets (bench_sweep_scale_cpu)")
     args = parser.parse_args()
+    if args.scale:
+        args.baseline = args.baseline or "320d7e5"
+        return scale(args)
+    args.baseline = args.baseline or "66ed91d"
     if args.device == "cuda":
         args.probe = args.probe or 1000
         return gpu_sweep(args)

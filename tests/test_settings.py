@@ -10,7 +10,7 @@ import pyfastent as pf
 import pyfastent.nn as pnn
 from pyfastent import settings
 from pyfastent._progress import progress_bar
-from pyfastent.nn.stream import resolve_budget
+from pyfastent.nn.planner import resolve_budget
 from pyfastent.ops import eigen, threads
 
 

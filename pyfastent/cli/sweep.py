@@ -107,8 +107,8 @@ def _sweep(args, device) -> int:
 
 
 def memory_budget(text: str | None):
-    """--memory-budget as pyfastent.nn.stream.resolve_budget takes it; a bad value is a one-line error."""
-    from pyfastent.nn.stream import resolve_budget
+    """--memory-budget as pyfastent.nn.planner.resolve_budget takes it; a bad value is a one-line error."""
+    from pyfastent.nn.planner import resolve_budget
 
     if text is None:
         return None

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pyfastent._memory import format_bytes
-from pyfastent.nn import stream
+from pyfastent.nn import planner, stream
 from pyfastent.nn.hooks import model_mode, named_layers, select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import resolve_pooling
@@ -51,7 +51,7 @@ def capture(model: nn.Module, inputs, layers=None, batch_size: int | None = None
     pooling = resolve_pooling(model, pooling)
     with model_mode(model, train_mode):
         found = stream.learn_layers(model, probe, names, named_layers(layers), pooling)
-        budget = stream.resolve_budget(memory_budget, found.device)
+        budget = planner.resolve_budget(memory_budget, found.device)
         if probe.n is not None:
             need = probe.n * sum(layer.sample_bytes for layer in found.layers)
             if need > budget:

@@ -127,7 +127,9 @@ class InformationPlane:
 
     Each step runs the model in eval mode (unless ``train_mode``) and gives
     every submodule its own mode back afterwards, so a frozen batch norm in
-    a training model stays frozen.
+    a training model stays frozen. ``passes`` holds, per measured step, how
+    the probe streamed: ``probe_passes``, ``passes_reason`` and
+    ``sliced_layers`` as in ``layer_sweep``'s metadata.
     """
 
     def __init__(self, model: nn.Module, x_probe, y_probe=None, estimators=None, layers=None, every: int = 1,
@@ -169,6 +171,7 @@ class InformationPlane:
         if not self.estimators and not self.te:
             raise ValueError("estimators is empty and transfer_entropy is not set: nothing would be measured")
         self._calls = 0
+        self.passes: dict = {}  # step -> how its probe streamed
         self._measuring = False
         self._sigma: dict = {}
         self._series = TrainingSeries(self.te.window) if self.te else None
@@ -280,6 +283,8 @@ class InformationPlane:
                                       pooling=self.pooling)
         finally:
             self._measuring = False
+        self.passes[step] = {"probe_passes": measured.passes, "passes_reason": measured.passes_reason,
+                             "sliced_layers": measured.sliced}
         return measured.rows, measured.order, measured.sigmas
 
     def _similarity_rows(self, base, metrics) -> list:

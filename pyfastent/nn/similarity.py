@@ -19,7 +19,7 @@ from pyfastent import _checks, distributed, similarity
 from pyfastent._progress import progress_bar
 from pyfastent._version import __version__
 from pyfastent.measures import JointEntropies, chosen_estimator
-from pyfastent.nn import stream
+from pyfastent.nn import planner, stream
 from pyfastent.nn.hooks import model_mode, named_layers, select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import resolve_pooling
@@ -218,7 +218,7 @@ def layer_similarity(model: nn.Module, probe, other: nn.Module | None = None, me
         if not found.layers:
             raise ValueError(f"layers: none of the selected layers outputs one row per sample (skipped: "
                              f"{', '.join(found.skipped) or 'none ran'}); name the layers to compare")
-        budget = stream.resolve_budget(memory_budget, found.device)
+        budget = planner.resolve_budget(memory_budget, found.device)
         payloads = _payloads(joined, data, found, opts, budget, batch_size, progress)
     order = [layer.name for layer in found.layers]  # a module called k times: name, name#2, ..., name#k
     rows = [n for n in order if n.split("#")[0] in rows_of]
@@ -287,8 +287,8 @@ def _held_bytes(opts: _Options, n: int) -> int:
 def _payloads(joined, data: Probe, found, opts: _Options, budget: int, batch_size, progress) -> dict:
     """Every layer's payload, from passes planned within ``budget`` bytes."""
     count = len(found.layers)
-    costs = stream.Costs(lambda layer, n: 3 * n * n * 8, lambda n: count * _held_bytes(opts, n))
-    plan = stream.plan_passes(found, data, budget, costs, batch_size)
+    costs = planner.Costs(lambda layer, n: 3 * n * n * 8, lambda n: count * _held_bytes(opts, n))
+    plan = planner.plan_passes(found, data, budget, costs, batch_size)
     data = data.with_batch_size(plan.batch_size)
     groups = list(plan.groups)
     if len(groups) > 1:
@@ -312,7 +312,7 @@ def _payloads(joined, data: Probe, found, opts: _Options, budget: int, batch_siz
             if len(ended) < len(group):  # a loader of unknown length, trimmed on its first pass
                 stream.refuse_repeated_passes(data, 2)
                 rest = set(group[len(ended):])
-                replanned = stream.plan_passes(found, data, budget, costs, None, state.n).groups
+                replanned = planner.plan_passes(found, data, budget, costs, None, state.n).groups
                 groups = [g for g in ([n for n in g if n in rest] for g in replanned) if g]
             for name in ended:
                 if name in keep:

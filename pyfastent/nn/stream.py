@@ -1,4 +1,5 @@
-"""Streamed probe passes under a memory budget (DESIGN.md, "Sweeps at scale").
+"""Streamed probe passes under a memory budget (DESIGN.md, "Sweeps at scale");
+the passes are planned in ``pyfastent.nn.planner``.
 
 The model sees the probe set one mini-batch at a time. A layer's rows are
 held only until all N have been seen, then reduced (``pyfastent.ops.reduction``)
@@ -7,41 +8,25 @@ the moment its hook fires and is reduced right there, so no layer's rows
 are ever held. When the layers' rows do not fit in the budget together,
 they are planned into groups, in the order they fire, with one pass over
 the probe batches per group; a pass stops once its group's last layer has
-fired. Every pass must see the same batches in the same order: each batch's
+fired. A layer whose rows alone do not fit is held in slices of its first
+axis (channels, or features of a flat layer), one group of slices per pass,
+when its reduction is a sum over its features (``Needs.sliceable``); slices
+of several layers share a pass. Every pass must see the same batches in the same order: each batch's
 fingerprint is checked, and one-shot iterators and shuffling loaders are
 refused when more than one pass is needed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 
-from pyfastent import distributed, settings
-from pyfastent._memory import available_bytes, format_bytes, parse_size
+from pyfastent import distributed
 from pyfastent.nn import sequence
 from pyfastent.nn.hooks import run_hooked
 from pyfastent.nn.inputs import (Batch, Probe, fingerprint, parameter_dtype_device, takes_positions, to_model,
                                  with_positions)
-
-# The default memory budget: this fraction of what the device has free when the work starts.
-DEFAULT_BUDGET = 0.4
-
-
-def resolve_budget(memory_budget, device: torch.device) -> int:
-    """Bytes of a ``memory_budget``: a positive number of bytes or a string
-    with a unit (``"4GB"``, ``"512 MiB"``; decimal and binary units); ``None``
-    for ``pyfastent.settings.memory_budget``, else ``DEFAULT_BUDGET`` of the
-    memory free on ``device`` (MemAvailable and the cgroup's headroom on the
-    CPU, the free GPU memory on CUDA)."""
-    if memory_budget is None:
-        memory_budget = settings.memory_budget.get()
-    if memory_budget is None:
-        return int(DEFAULT_BUDGET * available_bytes(device))
-    return parse_size("memory_budget", memory_budget)
-
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -136,103 +121,26 @@ def learn_layers(model: nn.Module, probe: Probe, names: list, required: tuple, p
                   positions)
 
 
-@dataclass
-class Plan:
-    """How the probe passes run.
-
-    Attributes:
-        single: the whole probe set is one batch: layers are reduced as
-            they fire, and their rows are never held.
-        groups: the layers (names) of each pass, in firing order.
-        batch_size: the batch size used for a tensor or dict probe.
-        rows_budget: ``f(n)``: bytes the held rows of one group may take
-            when the probe has n samples (a loader without a length is
-            counted as it goes, and its first pass trimmed by it).
-        spectral_bytes: bytes the deferred spectra may hold before a solve.
-    """
-
-    single: bool
-    groups: list
-    batch_size: int | None
-    rows_budget: Callable[[int], int]
-    spectral_bytes: int
-
-
 @dataclass(frozen=True)
-class Costs:
-    """What a sweep holds besides the layers' rows, as functions of N.
+class Slice:
+    """Positions [start, stop) of a layer's first per-sample axis (its
+    channels; its features when it is flat), the ``index``-th of ``count``
+    slices that together hold the layer."""
 
-    Attributes:
-        reduction: ``f(layer, n)``: the peak bytes of building and measuring
-            one layer's reduction.
-        fixed: ``f(n)``: bytes held throughout (X's and Y's reductions).
-    """
+    layer: str
+    start: int
+    stop: int
+    index: int
+    count: int
 
-    reduction: Callable
-    fixed: Callable
+    def cut(self, out: torch.Tensor) -> torch.Tensor:
+        """This slice of a batch of the layer's outputs [B, ...], as a copy of its own."""
+        return out[:, self.start:self.stop].clone(memory_format=torch.contiguous_format)
 
 
-def plan_passes(found: Layers, probe: Probe, budget: int, costs: Costs, batch_size: int | None,
-                n: int | None = None) -> Plan:
-    """Plan the passes within ``budget`` bytes.
-
-    Args:
-        found: the layers, from ``learn_layers``.
-        probe: the probe set (its batches, and N if known).
-        budget: bytes for everything the sweep holds.
-        costs: what besides the rows it holds.
-        batch_size: the user's batch size, or ``None`` to choose one.
-        n: the number of samples, when the probe could only count them.
-
-    A probe that is one batch (a tensor or dict with ``batch_size=None``)
-    runs in a single pass when its forward working set fits in half the
-    budget; otherwise it is cut into batches whose working set takes a
-    tenth of it. The rest, after the fixed part, the spectra and the
-    largest reduction, is for held rows. A layer whose rows alone exceed it
-    is a ``MemoryError`` now, before any work.
-    """
-    n = probe.n if n is None else n
-    layers = found.layers
-    per_sample = found.working_set()
-
-    def room(count: int, batch: int) -> tuple[int, int]:
-        """(spectra, free) bytes at ``count`` samples and batches of ``batch``."""
-        largest = max((costs.reduction(layer, count) for layer in layers), default=0)
-        spectral = max(budget // 8, largest)
-        return spectral, budget - costs.fixed(count) - spectral - largest - batch * per_sample
-
-    names = [layer.name for layer in layers]
-    if probe.kind == "batches":
-        batch = probe.first_batch().size
-        if n is None:  # counted during the first pass: its group is trimmed as the rows arrive
-            return Plan(False, [names], None, lambda count: room(count, batch)[1], budget // 8)
-    elif batch_size is None:
-        spectral, free = room(n, 0)
-        if n * per_sample <= free // 2:
-            return Plan(True, [names], None, lambda count: 0, spectral)
-        batch = batch_size = max(1, min(n, free // 10 // max(per_sample, 1)))
-    else:
-        batch = batch_size
-        if batch_size >= n:
-            return Plan(True, [names], None, lambda count: 0, room(n, 0)[0])
-    spectral, rows_budget = room(n, batch)
-    groups, current, held = [], [], 0
-    for layer in layers:
-        need = n * layer.sample_bytes
-        if need > rows_budget:
-            raise MemoryError(
-                f"layer {layer.name!r} alone needs {format_bytes(need)} for its {n} rows of shape {layer.shape}, "
-                f"but the memory budget of {format_bytes(budget)} leaves {format_bytes(max(rows_budget, 0))} for "
-                "held rows (the rest is for reductions, spectra and the model's batch); raise memory_budget, use "
-                "fewer probe samples, or leave this layer out (layers=)")
-        if current and held + need > rows_budget:
-            groups.append(current)
-            current, held = [], 0
-        current.append(layer.name)
-        held += need
-    if current:
-        groups.append(current)
-    return Plan(False, groups, batch_size, lambda count: rows_budget, spectral)
+def layer_of(unit) -> str:
+    """The layer a planned unit (a layer name or a ``Slice``) belongs to."""
+    return unit.layer if isinstance(unit, Slice) else unit
 
 
 @dataclass
@@ -254,12 +162,14 @@ def run_pass(model: nn.Module, probe: Probe, found: Layers, group: list, state: 
     the group as it ended (see ``rows_budget``).
 
     With ``on_layer`` (a single-batch probe), ``on_layer(name, output)`` is
-    called from each hook with the complete rows. Otherwise each layer's
-    rows are copied into ``keep[name]`` (a list of batches). With
+    called from each hook with the complete rows. Otherwise the rows of each
+    unit of the group (a layer name, or a ``Slice``) are copied into
+    ``keep[unit]`` (a list of batches). With
     ``rows_budget`` (a first pass over a loader of unknown length:
     ``f(samples so far)``), layers are dropped from the end of the group,
-    with their rows, whenever the rows held would exceed it; a later pass
-    measures them. ``gather_inputs``
+    with their rows, whenever the rows held would exceed it (all of them,
+    if need be: the pass then only counts the samples); later passes
+    measure them. ``gather_inputs
     keeps each batch's inputs in ``state.inputs`` (the variable X of a
     streamed probe); ``progress(batches done)`` is called after each batch.
     """
@@ -271,7 +181,9 @@ def run_pass(model: nn.Module, probe: Probe, found: Layers, group: list, state: 
         _check_batch(state, batch, index, first_pass)
         if first_pass and gather_inputs:
             state.inputs.append(batch.inputs)
-        wanted = set(group)
+        wanted: dict = {}  # layer -> its units in this group (trimmed as the pass goes)
+        for unit in group:
+            wanted.setdefault(layer_of(unit), []).append(unit)
         inputs = found.convert(batch.inputs)
 
         def sink(name, out, size=batch.size):
@@ -288,11 +200,13 @@ def run_pass(model: nn.Module, probe: Probe, found: Layers, group: list, state: 
                                  f"but {shapes[name]} in the first{hint}")
             if on_layer is not None:
                 on_layer(name, out)
-            else:
-                keep.setdefault(name, []).append(out.clone())
+                return
+            for unit in wanted[name]:
+                keep.setdefault(unit, []).append(unit.cut(out) if isinstance(unit, Slice) else out.clone())
 
-        run_hooked(model, inputs, found.modules, sink,
-                   last=None if on_layer is not None else group[-1])
+        if group:
+            run_hooked(model, inputs, found.modules, sink,
+                       last=None if on_layer is not None else layer_of(group[-1]))
         if rows_budget is not None:
             _trim(group, keep, rows_budget(state.n))
         count = index + 1
@@ -321,15 +235,11 @@ def refuse_repeated_passes(probe: Probe, passes: int) -> None:
 
 def _trim(group: list, keep: dict, rows_budget: int) -> None:
     """Drop layers (and their rows) from the end of ``group`` until the rows
-    held fit in ``rows_budget``; a layer that cannot fit alone is a MemoryError."""
+    held fit in ``rows_budget``."""
     def held():
-        return sum(t.numel() * t.element_size() for name in group for t in keep.get(name, ()))
+        return sum(t.numel() * t.element_size() for unit in group for t in keep.get(unit, ()))
 
-    while held() > rows_budget:
-        if len(group) == 1:
-            raise MemoryError(f"layer {group[0]!r} alone needs more than the {format_bytes(rows_budget)} the "
-                              "memory budget leaves for held rows; raise memory_budget, use fewer probe samples, "
-                              "or leave this layer out (layers=)")
+    while group and held() > rows_budget:
         keep.pop(group.pop(), None)
 
 

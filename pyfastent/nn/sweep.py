@@ -162,10 +162,14 @@ def layer_sweep(model: nn.Module, x, y=None, estimators=None, layers=None, chann
             chosen to fit.
         memory_budget: bytes (or a size such as ``"4GB"``) the sweep may
             hold: held rows, reductions, spectra and the model's batch;
-            ``None``: ``pyfastent.nn.stream.DEFAULT_BUDGET`` (40%) of what
+            ``None``: ``pyfastent.nn.planner.DEFAULT_BUDGET`` (40%) of what
             the device has free. Layers whose rows do not fit together are
-            measured in several passes; a layer that cannot fit alone is a
-            ``MemoryError`` before any work.
+            measured in several passes; a layer wider than N whose rows
+            alone do not fit is held in slices of its channels (or
+            features), one pass each, its products summed over them
+            (``metadata["sliced_layers"]``). Only a layer that cannot be
+            sliced (at most N wide, discrete, a randomized estimate), or
+            whose reductions do not fit, is a ``MemoryError``, before any work.
         train_mode: run the model in its own mode instead of eval mode.
         pooling: how a ``[B, T, D]`` output (a transformer block's) becomes
             one vector per sequence: ``"auto"`` (the mean over the real
@@ -246,7 +250,8 @@ def warn_saturated(rows: list, records: list) -> None:
 def sweep_metadata(estimators: tuple, measured: "Measured", model: nn.Module) -> dict:
     """What a reader of the numbers needs: each estimator's full repr,
     units, H(X), H(Y) and conventions, the plug-in H(Y) in bits, the
-    skipped layers, how the probe streamed (passes, batch size), what X
+    skipped layers, how the probe streamed (passes and why, the layers
+    held in slices of their features and how many, batch size), what X
     is, how token states were pooled and what each layer name is."""
     return {
         "points": point_descriptions(model, measured.order),
@@ -256,6 +261,8 @@ def sweep_metadata(estimators: tuple, measured: "Measured", model: nn.Module) ->
         "label_entropy_bits": measured.label_entropy_bits,
         "skipped_layers": measured.skipped,
         "probe_passes": measured.passes,
+        "passes_reason": measured.passes_reason,
+        "sliced_layers": measured.sliced,
         "batch_size": measured.batch_size,
         "x": measured.x_source,
         "pooling": measured.pooling,

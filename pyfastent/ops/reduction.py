@@ -81,6 +81,14 @@ class Needs:
                      self.codes or other.codes, self.discrete_as or other.discrete_as)
 
     @property
+    def sliceable(self) -> bool:
+        """Whether a reduction of all the columns is the sum of reductions
+        of column slices (``add_slice``): products over samples, no d×d or
+        column products, features or codes."""
+        return not (self.covariance or self.columns or self.crosses or self.features or self.codes
+                    or self.discrete_as)
+
+    @property
     def products(self) -> bool:
         """Whether any product of the columns (not the features) is read."""
         return self.gram is not None or self.standardized_gram or self.covariance or self.columns or bool(
@@ -165,6 +173,35 @@ def reduce_rows(rows: Rows, needs: Needs) -> Reduction:
         out.features[(kernel, rule)] = kernel_features(Observations(values, False), kernel, rule, rows.name)
     if needs.products:
         _products(source, needs, out)
+    return out
+
+
+def add_slice(total: Reduction | None, part: Reduction) -> Reduction:
+    """The reduction of a variable's columns so far plus that of the next
+    slice of them (whole channels for per-channel rows), for ``Needs``
+    that are ``sliceable``: inner products, row-mean terms and weighted
+    channel distances are sums over columns, and each column's mean and
+    scale are its own. ``total=None`` starts the sum with ``part``. The
+    products are summed in the wider of the two dtypes; the width, the
+    channels and the shape's first axis add up."""
+    if total is None:
+        return part
+    out = Reduction(total.n, total.width + part.width, (total.shape[0] + part.shape[0],) + tuple(total.shape[1:]),
+                    None if total.channels is None else total.channels + part.channels, total.discrete,
+                    torch.promote_types(total.dtype, part.dtype), total.device, total.name)
+    if total.gram is not None:
+        dtype = torch.promote_types(total.gram.dtype, part.gram.dtype)
+        out.gram = total.gram.to(dtype).add_(part.gram.to(dtype))
+        out.gram_offset = total.gram_offset.add_(part.gram_offset)
+        out.gram_square = total.gram_square + part.gram_square
+    if total.standardized_gram is not None:
+        out.standardized_gram = total.standardized_gram.add_(part.standardized_gram)
+    if total.scale is not None:
+        out.scale = torch.cat([total.scale, part.scale])
+    for rule, (weighted, sigmas) in total.channels_weighted.items():
+        theirs, their_sigmas = part.channels_weighted[rule]
+        dtype = torch.promote_types(weighted.dtype, theirs.dtype)
+        out.channels_weighted[rule] = (weighted.to(dtype).add_(theirs.to(dtype)), sigmas + their_sigmas)
     return out
 
 

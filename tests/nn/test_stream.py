@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from pyfastent.nn.inputs import Probe
-from pyfastent.nn.stream import Costs, LayerInfo, Layers, PassState, learn_layers, plan_passes, run_pass
+from pyfastent.nn.planner import Costs, plan_passes
+from pyfastent.nn.stream import LayerInfo, Layers, PassState, Slice, learn_layers, run_pass
 
 N = 100
 FREE = Costs(lambda layer, n: 0, lambda n: 0)  # nothing held besides rows, spectra and the batch
@@ -63,6 +64,26 @@ def test_without_a_batch_size_one_is_chosen_to_take_a_tenth_of_the_free_budget()
     assert plan_passes(four_layers(), probe(), 400_000, FREE, None).single
 
 
+def test_a_layer_too_wide_for_the_budget_is_held_in_slices_that_fill_each_pass():
+    # Layer "w" has 10 channels of 100 float32 per sample: 40 000 bytes per channel at N = 100, 400 000 in all;
+    # "a" and "b" 40 000 each. Budget 136 000 in batches of one: spectra 17 000, the batch 4 x 4 000, the
+    # slice sums of "w" 2 000: 101 000 for held rows.
+    found = Layers([LayerInfo("a", (100,), torch.float32), LayerInfo("w", (10, 10, 10), torch.float32),
+                    LayerInfo("b", (100,), torch.float32)], [], ["a", "w", "b"], 0, 1, torch.float32,
+                   torch.device("cpu"))
+    sums = Costs(lambda layer, n: 0, lambda n: 0, lambda layer, n: 2_000 if layer.name == "w" else None)
+    plan = plan_passes(found, probe(1), 136_000, sums, 1)
+    # One channel fits beside "a", two in each later pass, "b" beside the last one.
+    assert plan.groups == [["a", Slice("w", 0, 1, 0, 6)], [Slice("w", 1, 3, 1, 6)], [Slice("w", 3, 5, 2, 6)],
+                           [Slice("w", 5, 7, 3, 6)], [Slice("w", 7, 9, 4, 6)], [Slice("w", 9, 10, 5, 6), "b"]]
+    assert plan.sliced == {"w": 6} and "1 layer(s) wider than that held in slices of their channels" in plan.reason
+    with pytest.raises(MemoryError, match="'w' alone needs .* cannot be summed over slices"):
+        plan_passes(found, probe(1), 136_000, FREE, 1)  # no slice sums: "w" must be held whole
+    only_w = Layers([found.layers[1]], [], ["w"], 0, 1, torch.float32, torch.device("cpu"))
+    with pytest.raises(MemoryError, match="one position of it needs 39.1 KiB"):
+        plan_passes(only_w, probe(1), 60_000, sums, 1)  # 34 500 for held rows
+
+
 def test_a_loader_of_unknown_length_is_one_group_trimmed_as_it_goes():
     loader = (torch.zeros(10, 1) for _ in range(3))
     plan = plan_passes(four_layers(), Probe(loader), 128_000, FREE, None)
@@ -110,8 +131,11 @@ def test_a_first_pass_over_unknown_length_drops_layers_from_the_end_of_its_group
     # Room for 30 rows of fc (5 float64: 1 200 bytes) and of out (2: 480), not also of act.
     ended = run_pass(model, p, found, ["fc", "act", "out"], PassState(), keep, rows_budget=lambda n: 1_300)
     assert ended == ["fc"] and set(keep) == {"fc"}
-    with pytest.raises(MemoryError, match="layer 'fc' alone needs more than"):
-        run_pass(model, Probe(batches), found, ["fc"], PassState(), {}, rows_budget=lambda n: 100)
+    # A layer that cannot fit alone is dropped too: the pass only counts the samples, and a plan that knows
+    # N holds that layer in slices (or refuses it) on the later passes.
+    state, keep = PassState(), {}
+    assert run_pass(model, Probe(batches), found, ["fc"], state, keep, rows_budget=lambda n: 100) == []
+    assert keep == {} and state.n == 30 and state.passes == 1
 
 
 def test_a_later_pass_must_see_the_same_batches():

@@ -21,11 +21,11 @@ from budget import smallest_budget
 N = 120
 
 
-def mlp():
+def mlp(width=300):
     """float64, with a layer wider than N (300 > 120: LogDet's Sylvester side) and narrow ones."""
     torch.manual_seed(0)
     return nn.Sequential(OrderedDict(
-        fc1=nn.Linear(6, 40), act1=nn.Tanh(), fc2=nn.Linear(40, 300), act2=nn.ReLU(), fc3=nn.Linear(300, 8),
+        fc1=nn.Linear(6, 40), act1=nn.Tanh(), fc2=nn.Linear(40, width), act2=nn.ReLU(), fc3=nn.Linear(width, 8),
         act3=nn.Tanh(), out=nn.Linear(8, 3))).double()
 
 
@@ -123,6 +123,89 @@ def test_the_planner_splits_layers_when_they_do_not_fit_together():
     net.out.register_forward_hook(lambda *a: reached.append(1))
     pnn.layer_sweep(net, x, y, estimators=ESTIMATORS, batch_size=16, memory_budget=budget)
     assert len(reached) < tight.metadata["probe_passes"] * math.ceil(N / 16) + 1
+
+
+def wide_mlp():
+    """Two layers of 2000 features: too wide for a tight budget, held in slices."""
+    return mlp(width=2000)
+
+
+def wide_cnn():
+    """float64, conv maps of 6 channels x 144 (864 > N) and 6 x 36 after pooling (216 > N)."""
+    torch.manual_seed(1)
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(1, 6, 3, padding=1), act=nn.ReLU(), pool=nn.MaxPool2d(2), flat=nn.Flatten(),
+        fc=nn.Linear(216, 3))).double()
+
+
+def test_a_layer_too_wide_for_the_budget_is_held_in_slices_and_equals_one_pass():
+    x, y = data()
+    one = pnn.layer_sweep(wide_mlp(), x, y, estimators=ESTIMATORS)
+    assert one.metadata["sliced_layers"] == {}
+
+    def tight(b):
+        return pnn.layer_sweep(wide_mlp(), x, y, estimators=ESTIMATORS, batch_size=16, memory_budget=b)
+
+    budget = smallest_budget(tight)
+    sliced = tight(budget)
+    assert set(sliced.metadata["sliced_layers"]) == {"fc2", "act2"} and sliced.metadata["probe_passes"] > 2
+    assert "held in slices of their features" in sliced.metadata["passes_reason"]
+    assert_rows_equal(sliced, one)
+
+    class Stream(IterableDataset):  # no length: the first pass counts the samples, the later ones slice
+        def __iter__(self):
+            return iter(zip(x, y))
+
+    def streamed(b):
+        return pnn.layer_sweep(wide_mlp(), DataLoader(Stream(), batch_size=16), estimators=ESTIMATORS,
+                               memory_budget=b)
+
+    loader = streamed(smallest_budget(streamed))
+    assert set(loader.metadata["sliced_layers"]) == {"fc2", "act2"}
+    assert_rows_equal(loader, one)
+
+
+def test_per_channel_layers_held_in_slices_of_channels_equal_one_pass():
+    x, y = data((1, 12, 12))
+    estimators = (pf.Renyi(), *ESTIMATORS[1:])
+    one = pnn.layer_sweep(wide_cnn(), x, y, estimators=estimators, channels=True)
+
+    def tight(b):
+        return pnn.layer_sweep(wide_cnn(), x, y, estimators=estimators, channels=True, batch_size=16,
+                               memory_budget=b)
+
+    sliced = tight(smallest_budget(tight))
+    assert "conv" in sliced.metadata["sliced_layers"]
+    assert "held in slices of their channels" in sliced.metadata["passes_reason"]
+    assert_rows_equal(sliced, one)
+
+
+def test_tracker_steps_hold_wide_layers_in_slices():
+    x, y = data()
+    one = pnn.InformationPlane(wide_mlp(), x, y, estimators=ESTIMATORS)
+    one.step()
+    budget = smallest_budget(lambda b: pnn.InformationPlane(wide_mlp(), x, y, estimators=ESTIMATORS,
+                                                            batch_size=16, memory_budget=b).step())
+    tracker = pnn.InformationPlane(wide_mlp(), x, y, estimators=ESTIMATORS, batch_size=16, memory_budget=budget)
+    tracker.step()
+    assert one.passes[0]["probe_passes"] == 1 and tracker.passes[0]["probe_passes"] > 2
+    assert set(tracker.passes[0]["sliced_layers"]) == {"fc2", "act2"}
+    for a, b in zip(tracker.rows, one.rows):
+        assert (a["layer"], a["estimator"], a["quantity"]) == (b["layer"], b["estimator"], b["quantity"])
+        assert a["value"] == pytest.approx(b["value"], rel=1e-9)
+
+
+def test_a_wide_layer_whose_products_are_not_sums_over_features_is_refused_before_work():
+    x, y = data()
+    randomized = (pf.Renyi(method="lanczos"),)  # its features are N x D: not a sum over slices
+    budget = smallest_budget(lambda b: pnn.layer_sweep(wide_mlp(), x, y, estimators=randomized, layers=["fc2"],
+                                                       batch_size=16, memory_budget=b))
+    net = wide_mlp()
+    sizes = counting_forward(net)
+    with pytest.raises(MemoryError, match=r"'fc2' alone needs .* cannot be summed over slices .* randomized"):
+        pnn.layer_sweep(net, x, y, estimators=randomized, layers=["fc2"], batch_size=16,
+                        memory_budget=int(0.9 * budget))
+    assert sizes == [2]
 
 
 @pytest.mark.parametrize("budgeted", [False, True])
@@ -365,7 +448,7 @@ def test_bad_batch_formats_are_named():
 
 
 def test_memory_budget_sizes():
-    from pyfastent.nn.stream import resolve_budget
+    from pyfastent.nn.planner import resolve_budget
 
     cpu = torch.device("cpu")
     assert resolve_budget("4GB", cpu) == 4 * 10**9

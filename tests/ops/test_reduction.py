@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pyfastent.ops import products
-from pyfastent.ops.reduction import Needs, reduce_rows
+from pyfastent.ops.reduction import Needs, add_slice, reduce_rows
 from pyfastent.samples import Rows
 from pyfastent.widths import Fixed
 
@@ -124,3 +124,36 @@ def test_no_products_asked_reads_only_the_codes():
     r = reduce_rows(Rows([x], "x"), Needs(codes=True))
     assert r.gram is None and r.covariance is None
     assert r.codes[0] == r.codes[1] != r.codes[2]
+
+
+def test_slices_of_the_columns_add_up_to_the_reduction_of_all(path):
+    """Inner products, their row-mean terms, standardized products and
+    per-channel distances of slices of the channels, summed (``add_slice``),
+    against float64 references of all the columns."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(30, 5, 2, 3, generator=g, dtype=torch.float64) * 2 + 1
+    rule = Fixed(3.0)
+    flat = Needs(gram=torch.float64, standardized_gram=True)
+    assert flat.sliceable and Needs(channel_rules=(rule,)).sliceable
+    assert not any(n.sliceable for n in (Needs(covariance=True), Needs(columns=True), Needs(codes=True),
+                                         Needs(features=(("rbf", rule),))))
+    total = per_channel = None
+    for start, stop in [(0, 2), (2, 3), (3, 5)]:
+        part = x[:, start:stop]
+        total = add_slice(total, reduce_rows(Rows([part.reshape(30, -1)], "x"), flat))
+        per_channel = add_slice(per_channel, reduce_rows(Rows([part], "x", channels=True),
+                                                         Needs(channel_rules=(rule,))))
+    a = x.reshape(30, -1).numpy()
+    xc = a - a.mean(axis=0)
+    z = xc / a.std(axis=0)
+    assert total.width == 30 and total.shape == (30,)
+    np.testing.assert_allclose(total.gram.numpy(), xc @ xc.T, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(total.gram_offset.numpy(), xc @ a.mean(axis=0), rtol=1e-12, atol=1e-10)
+    assert total.gram_square == pytest.approx(float(a.mean(axis=0) @ a.mean(axis=0)), rel=1e-12)
+    np.testing.assert_allclose(total.standardized_gram.numpy(), z @ z.T, rtol=1e-11, atol=1e-10)
+    np.testing.assert_allclose(total.scale.numpy(), 1 / a.std(axis=0), rtol=1e-12)
+    weighted, sigmas = per_channel.channels_weighted[rule]
+    want = sum(((x[:, c].reshape(30, 1, -1) - x[:, c].reshape(1, 30, -1)) ** 2).sum(-1).numpy() / 9.0
+               for c in range(5))
+    assert per_channel.channels == 5 and per_channel.shape[0] == 5 and sigmas == (3.0,) * 5
+    np.testing.assert_allclose(weighted.numpy(), want, rtol=1e-11, atol=1e-10)
