@@ -3,7 +3,7 @@ scripts a careful user would write, and against repitl's algorithm; and a
 permutation test against the same loop written with SciPy.
 
 Workloads, I(X;T_l) and I(T_l;Y) for every layer with the Rényi estimator
-(α = 1.01), float64:
+(α = 1.01), on float64 inputs and on the same inputs as float32:
 - ``readme``: the README example with 4 layers: X (N × 20), binary labels
   Y, 4 tanh layers of width 64, kNN widths (k = 10);
 - ``plane64`` (the eigensolver issue's goal workload): X (N × 64), 10-class
@@ -14,26 +14,31 @@ variables (X of 20 dimensions and a noisy tanh layer of width 64, kNN
 widths), N = 512.
 
 pyfastent, called the two ways the README shows:
-- ``per call``: ``pf.mutual_information(x, t, estimator=est)`` and
-  ``pf.mutual_information(t, y, estimator=est)`` for each layer;
+- ``per call``: ``pf.mutual_information(x, t, estimator=Renyi(...))`` and
+  ``pf.mutual_information(t, y, estimator=Renyi(...))`` for each layer, a
+  new estimator object in every call, as a loop is written; what one call
+  prepared is reused by the next (``pyfastent.reuse``), and the table is
+  emptied before each timed run, so no run reuses another's work;
 - ``prepared``: X and Y prepared once, each layer prepared once.
 
-Baselines, written out here, with SciPy's ``eigh(eigvals_only=True,
-driver="evd")`` (eigenvalues only; OpenBLAS with the machine's default
-threads, the fastest single-call driver here):
+Baselines, written out here, in the inputs' precision, with SciPy's
+``eigh(eigvals_only=True, driver="evd")`` (eigenvalues only; OpenBLAS with
+the machine's default threads, the fastest single-call driver here):
 - ``evd, every term``: each MI builds its three Gram matrices and
   decomposes each: 6 decompositions per layer, 24 in all;
 - ``evd, each entropy once``: H(X) and H(Y) once, H(T), H(X,T), H(T,Y)
   per layer: 14 in all, the fewest a careful script needs without
   pyfastent's class blocks (pyfastent needs 9 full ones: H(Y) is plug-in,
   H(T,Y) is its class blocks);
+- ``numpy eigvalsh, every term``: the naive loop: every MI builds its
+  three Gram matrices and decomposes each with ``np.linalg.eigvalsh``;
 - ``repitl``: repitl's algorithm (representation-itl 1.0.7: RBF Gram K with
   unit diagonal, ``torch.linalg.eigh`` with eigenvectors in the input's
   precision, eigenvalues > 0 renormalized, Hadamard joints), computing each
   entropy once, on float64 and on float32 inputs.
 
 Correctness first: every path agrees with the others (float64: 1e-9 bits;
-repitl float32: 1e-3). Medians of repeated runs, all paths interleaved in one
+float32 inputs: 1e-3, the baselines then decompose float32 matrices). Medians of repeated runs, all paths interleaved in one
 process, after one untimed run (pyfastent's eigensolver plan measures its
 drivers on that work). Usage: ``python benchmarks/bench_estimators.py
 [--sizes 256 1024 2048]``.
@@ -79,11 +84,13 @@ def estimator():
 # ---- pyfastent -------------------------------------------------------------------
 
 def pyfastent_per_call(x, y, layers):
-    est = estimator()
-    return [(pf.mutual_information(x, t, estimator=est), pf.mutual_information(t, y, estimator=est)) for t in layers]
+    pf.clear_reuse()  # nothing from an earlier run
+    return [(pf.mutual_information(x, t, estimator=estimator()), pf.mutual_information(t, y, estimator=estimator()))
+            for t in layers]
 
 
 def pyfastent_prepared(x, y, layers):
+    pf.clear_reuse()
     est = estimator()
     px, py = est.prepare(x), est.prepare(y)
     out = []
@@ -95,10 +102,10 @@ def pyfastent_prepared(x, y, layers):
 
 # ---- plain NumPy and SciPy, eigenvalues only ----------------------------------------
 
-def np_gram(v, labels=False):
+def np_gram(v, labels=False, dtype=np.float64):
     n = len(v)
     if labels:
-        return (v[:, None] == v[None, :]).astype(np.float64) / n
+        return (v[:, None] == v[None, :]).astype(dtype) / n
     v = v - v.mean(0)
     sq = (v * v).sum(1)
     d = np.maximum(sq[:, None] + sq[None, :] - 2 * v @ v.T, 0)
@@ -112,24 +119,31 @@ def np_gram(v, labels=False):
     return np.exp(-d / (2 * sigma**2)) / n
 
 
-def np_entropy(a):
-    lam = scipy.linalg.eigh(a / np.trace(a), eigvals_only=True, driver="evd", check_finite=False)
-    lam = lam[lam > len(lam) * np.finfo(np.float64).eps * lam.max()]
+def np_entropy(a, eigenvalues=None):
+    a = a / np.trace(a)
+    lam = (eigenvalues(a) if eigenvalues else
+           scipy.linalg.eigh(a, eigvals_only=True, driver="evd", check_finite=False)).astype(np.float64)
+    lam = lam[lam > len(lam) * np.finfo(a.dtype).eps * lam.max()]
     lam = lam / lam.sum()
     return np.log2((lam**ALPHA).sum()) / (1 - ALPHA)
 
 
-def np_mi(ga, gb):
-    return np_entropy(ga) + np_entropy(gb) - np_entropy(ga * gb)
+def np_mi(ga, gb, eigenvalues=None):
+    return np_entropy(ga, eigenvalues) + np_entropy(gb, eigenvalues) - np_entropy(ga * gb, eigenvalues)
 
 
-def evd_every_term(x, y, layers):
+def evd_every_term(x, y, layers, eigenvalues=None):
     x, y = x.numpy(), y.numpy()
-    return [(np_mi(np_gram(x), np_gram(t.numpy())), np_mi(np_gram(t.numpy()), np_gram(y, True))) for t in layers]
+    return [(np_mi(np_gram(x), np_gram(t.numpy()), eigenvalues),
+             np_mi(np_gram(t.numpy()), np_gram(y, True, x.dtype), eigenvalues)) for t in layers]
+
+
+def eigvalsh_every_term(x, y, layers):
+    return evd_every_term(x, y, layers, np.linalg.eigvalsh)
 
 
 def evd_each_once(x, y, layers):
-    gx, gy = np_gram(x.numpy()), np_gram(y.numpy(), True)
+    gx, gy = np_gram(x.numpy()), np_gram(y.numpy(), True, x.numpy().dtype)
     hx, hy = np_entropy(gx), np_entropy(gy)
     out = []
     for t in layers:
@@ -183,31 +197,35 @@ def run_workload(name: str, sizes: list, repeats: int) -> list:
     SIGMA = WORKLOADS[name][3]
     rows = []
     for n in sizes:
-        x, y, layers = workload(n, name)
-        x32, layers32 = x.float(), [t.float() for t in layers]
-        paths = {
-            "pyfastent per call": lambda: pyfastent_per_call(x, y, layers),
-            "pyfastent prepared": lambda: pyfastent_prepared(x, y, layers),
-            "evd, every term": lambda: evd_every_term(x, y, layers),
-            "evd, each entropy once": lambda: evd_each_once(x, y, layers),
-            "repitl float64": lambda: repitl_plane(x, y, layers),
-            "repitl float32": lambda: repitl_plane(x32, y, layers32),
-        }
-        values = {p: fn() for p, fn in paths.items()}
-        reference = values["evd, every term"]
-        for p, value in values.items():
-            tolerance = 1e-3 if p == "repitl float32" else 1e-9
-            if max_diff(value, reference) > tolerance:
-                raise SystemExit(f"{name} N={n}: {p} differs from the evd script by {max_diff(value, reference):.2e}")
-        reps = repeats if n <= 1024 else 2
-        seconds = {p: median_seconds(fn, reps) for p, fn in paths.items()}
-        baselines = [k for k in seconds if not k.startswith("pyfastent")]
-        ratios = {f"{p} vs {b}": seconds[b] / seconds[p] for p in ("pyfastent per call", "pyfastent prepared")
-                  for b in baselines}
-        rows.append({"workload": name, "n": n, "seconds": seconds, "speedups": ratios, "repeats": reps})
-        print(f"{name} N={n}: " + ", ".join(f"{k} {v:.3f} s" for k, v in seconds.items()), flush=True)
-        for k, v in ratios.items():
-            print(f"   {k}: {v:.2f}x")
+        x64, y, layers64 = workload(n, name)
+        for dtype in (torch.float64, torch.float32):
+            x, layers = x64.to(dtype), [t.to(dtype) for t in layers64]
+            paths = {
+                "pyfastent per call": lambda: pyfastent_per_call(x, y, layers),
+                "pyfastent prepared": lambda: pyfastent_prepared(x, y, layers),
+                "evd, every term": lambda: evd_every_term(x, y, layers),
+                "evd, each entropy once": lambda: evd_each_once(x, y, layers),
+                "numpy eigvalsh, every term": lambda: eigvalsh_every_term(x, y, layers),
+                "repitl": lambda: repitl_plane(x, y, layers),
+            }
+            values = {p: fn() for p, fn in paths.items()}
+            reference = evd_every_term(x64, y, layers64)
+            for p, value in values.items():
+                tolerance = 1e-9 if dtype == torch.float64 else 1e-3
+                if max_diff(value, reference) > tolerance:
+                    raise SystemExit(f"{name} N={n} {dtype}: {p} differs from the float64 evd script by "
+                                     f"{max_diff(value, reference):.2e}")
+            reps = repeats if n <= 1024 else 2
+            seconds = {p: median_seconds(fn, reps) for p, fn in paths.items()}
+            baselines = [k for k in seconds if not k.startswith("pyfastent")]
+            ratios = {f"{p} vs {b}": seconds[b] / seconds[p] for p in ("pyfastent per call", "pyfastent prepared")
+                      for b in baselines}
+            kind = str(dtype).replace("torch.", "")
+            rows.append({"workload": name, "n": n, "dtype": kind, "seconds": seconds, "speedups": ratios,
+                         "repeats": reps})
+            print(f"{name} N={n} {kind}: " + ", ".join(f"{k} {v:.3f} s" for k, v in seconds.items()), flush=True)
+            for k, v in ratios.items():
+                print(f"   {k}: {v:.2f}x")
     return rows
 
 
@@ -263,17 +281,17 @@ def main():
     rows = [r for name in args.workloads for r in run_workload(name, args.sizes, args.repeats)]
     permutation = permutation_benchmark(args.permutations, 3)
     names = list(rows[0]["seconds"])
+    baselines = [k for k in names if not k.startswith("pyfastent")]
     table = ("Seconds (median) for I(X;T_l), I(T_l;Y) of 4 layers; speedup = baseline time / pyfastent time. "
              "Workloads: readme (X of 20 dims, binary labels, width 64, kNN widths), plane64 (X of 64 dims, 10 "
-             "classes, width 256, σ = 8).\n\n"
-             "| workload | N | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names) + "\n"
-             + "\n".join(f"| {r['workload']} | {r['n']} | " + " | ".join(f"{r['seconds'][k]:.3f}" for k in names)
-                         + " |" for r in rows)
-             + "\n\n| workload | N | pyfastent | evd, every term | evd, each entropy once | repitl float64 | "
-               "repitl float32 |\n|---|---|---|---|---|---|---|\n"
-             + "\n".join(f"| {r['workload']} | {r['n']} | {p.split()[-1]} | " + " | ".join(
-                 f"{r['speedups'][f'{p} vs {b}']:.2f}x" for b in ("evd, every term", "evd, each entropy once",
-                                                                 "repitl float64", "repitl float32")) + " |"
+             "classes, width 256, σ = 8); inputs float64, and the same as float32.\n\n"
+             "| workload | N | inputs | " + " | ".join(names) + " |\n|---|---|---|" + "---|" * len(names) + "\n"
+             + "\n".join(f"| {r['workload']} | {r['n']} | {r['dtype']} | "
+                         + " | ".join(f"{r['seconds'][k]:.3f}" for k in names) + " |" for r in rows)
+             + "\n\n| workload | N | inputs | pyfastent | " + " | ".join(baselines) + " |\n|---|---|---|---|"
+             + "---|" * len(baselines) + "\n"
+             + "\n".join(f"| {r['workload']} | {r['n']} | {r['dtype']} | {p.split()[-1]} | " + " | ".join(
+                 f"{r['speedups'][f'{p} vs {b}']:.2f}x" for b in baselines) + " |"
                  for r in rows for p in ("pyfastent per call", "pyfastent prepared"))
              + f"\n\nPermutation test, Rényi MI of two continuous variables, N = {permutation['n']}, "
                f"{permutation['permutations']} permutations: pyfastent {permutation['seconds']['pyfastent']:.3f} s, "
@@ -282,7 +300,8 @@ def main():
     record = {"benchmark": "bench_estimators", "environment": environment(),
               "workloads": {k: {"input_dim": v[0], "width": v[1], "classes": v[2], "layers": LAYERS,
                                 "estimator": f"Renyi(alpha={ALPHA}, sigma={v[3] if v[3] else f'KNN({K})'})",
-                                "dtype": "float64"} for k, v in WORKLOADS.items() if k in args.workloads},
+                                "dtypes": ["float64", "float32"]} for k, v in WORKLOADS.items()
+                            if k in args.workloads},
               "results": rows, "permutation_test": permutation}
     print(table)
     print("wrote", write("bench_estimators_cpu", record, table))

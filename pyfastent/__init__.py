@@ -23,6 +23,7 @@ from pyfastent.measures import (
 )
 from pyfastent.estimate import Estimate
 from pyfastent.info import backend_info
+from pyfastent.reuse import clear_reuse
 from pyfastent.ops import gram, renyi_entropy_from_gram
 from pyfastent.significance import PermutationResult, permutation_test
 from pyfastent.similarity import cka, hsic, minibatch_cka, mutual_knn, normalized_mutual_information
@@ -57,6 +58,7 @@ __all__ = [
     "Variable",
     "backend_info",
     "cka",
+    "clear_reuse",
     "conditional_mutual_information",
     "curvature",
     "dataset_entropy",

@@ -1,7 +1,7 @@
 """Process-wide choices as context managers, read by the rooms below the
 features (as linear_operator's ``settings`` does): the memory a sweep may
-hold, progress bars, the eigensolver driver and the threads run side by
-side. ``with pf.settings.memory_budget("4GB"): ...`` applies to every call
+hold, progress bars, the eigensolver driver, the threads run side by side
+and what measures keep for the next call. ``with pf.settings.memory_budget("4GB"): ...`` applies to every call
 inside the block, in this thread (and task) only; an argument a user passes
 to a function (``memory_budget=``, ``progress=``) wins over the setting,
 and a setting wins over the environment (``PYFASTENT_EIGENSOLVER``).
@@ -66,8 +66,18 @@ progress = Setting("progress", _progress,
 eigensolver = Setting("eigensolver", _eigensolver,
                       "The eigenvalues-only driver every CPU spectrum uses, instead of the measured plan; None: "
                       "PYFASTENT_EIGENSOLVER, else the plan.")
+def _reuse(value):
+    if isinstance(value, bool):
+        return value
+    return parse_size("reuse", value)
+
+
+reuse = Setting("reuse", _reuse,
+                "Whether measures keep what they prepared for a tensor (its Gram matrix or products, its entropy) for "
+                "the next call with the same, unchanged data (pyfastent.reuse): True, False, or the bytes (or a size "
+                "such as '2GB') they may keep; None: on, up to pyfastent.reuse.DEFAULT_BYTES.")
 threads = Setting("threads", lambda v: _checks.positive_int("threads", v),
                   "How many BLAS calls run side by side (token Gram matrices, side-by-side eigensolves, products); "
                   "None: torch's intra-op thread count.")
 
-__all__ = ["Setting", "eigensolver", "memory_budget", "progress", "threads"]
+__all__ = ["Setting", "eigensolver", "memory_budget", "progress", "reuse", "threads"]

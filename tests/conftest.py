@@ -12,6 +12,14 @@ def _private_plan_cache(tmp_path_factory):
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
+@pytest.fixture(autouse=True)
+def _nothing_reused_from_another_test():
+    """Each test starts with an empty reuse table (``pyfastent.reuse``): counts of the work done stay its own."""
+    import pyfastent
+
+    pyfastent.clear_reuse()
+
+
 @pytest.fixture(params=DEVICES)
 def device(request):
     """Every estimator test runs on each device that is present."""

@@ -16,7 +16,7 @@ FLOORS = [
      "pyfastent.models"),
     ("pyfastent.samples", "pyfastent._distances"),
     ("pyfastent.widths", "pyfastent.variable"),
-    ("pyfastent.settings", "pyfastent._progress"),
+    ("pyfastent.settings", "pyfastent._progress", "pyfastent.reuse"),
     ("pyfastent.ops",),
     ("pyfastent.estimators",),
     ("pyfastent.measures", "pyfastent.similarity", "pyfastent.token_measures", "pyfastent.view_measures",

@@ -11,14 +11,13 @@ import abc
 import contextlib
 import contextvars
 import math
-import weakref
-from collections import OrderedDict
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
-from pyfastent import _checks
+from pyfastent import _checks, reuse
 from pyfastent._warnings import SaturationWarning, warn_once_per_call_site
 from pyfastent.estimate import Estimate, scale
 from pyfastent.ops.deferred import Pending, SpectralBatch
@@ -77,7 +76,6 @@ class Estimator(abc.ABC):
     def __init__(self, base: float):
         self._ln_base = _checks.log_base(base)
         self.base = base
-        self._recent: OrderedDict = OrderedDict()  # see prepare()
 
     @property
     def units(self) -> str:
@@ -104,37 +102,50 @@ class Estimator(abc.ABC):
                 made by this estimator (returned unchanged).
             name: argument name used in error messages.
 
-        The estimator remembers the last ``RECENT`` torch tensors it
-        prepared, by identity and version counter: passing the same,
-        unchanged tensor again (``mutual_information(x, t)`` for every
-        layer t) reuses its Gram matrix and entropy. An in-place change
-        bumps the version and is seen; NumPy arrays, whose changes torch
-        cannot see, and tensors that require grad are never remembered.
-        Data that requires grad is detached: estimates are plain numbers
-        (the differentiable functions are ``pyfastent.ops``).
+        What was prepared, and the variable's own entropy once computed,
+        is kept for the next call with the same, unchanged data and an
+        estimator of the same options (``reuse_options``), whichever
+        object: ``mutual_information(x, t)`` for every layer t builds X's
+        Gram matrix and solves H(X) once (``pyfastent.reuse`` says how
+        tensors and arrays are recognized; ``pyfastent.settings.reuse``
+        bounds or turns it off). Data that requires grad is detached and
+        never kept: estimates are plain numbers (the differentiable
+        functions are ``pyfastent.ops``).
         """
         if isinstance(x, Prepared):
             if x.estimator is not self:
                 raise ValueError(f"{name} was prepared by another estimator ({x.estimator!r}); prepare it with {self!r}")
             return x
         var = as_variable(x)
-        key = _recent_key(var)
-        if key is not None:
-            hit = self._recent.get(key)
-            if hit is not None and hit[0]() is var.data:
-                self._recent.move_to_end(key)
-                _, n, payload, memo = hit
-                return Prepared(self, n, payload, name, memo)  # the payload and its entropy are shared
+        found = reuse.TABLE.lookup(self._reuse_key(var), var.data)
+        if found.entry is not None:
+            return Prepared(self, found.entry.n, found.entry.payload, name, found.entry.memo)  # its entropy too
+        start = time.perf_counter()
         # Estimates are numbers: no autograd graph is built behind them (it would only hold memory).
         rows = observe_rows(var, [_checks.as_tensor(name, var.data).detach()], name)
         prepared = self.prepare_rows(var, rows, name)
-        if key is not None:
-            # Not the Prepared itself, which refers back to this estimator: that cycle would keep
-            # N×N payloads alive until the garbage collector happened to run.
-            self._recent[key] = (weakref.ref(var.data), prepared.n, prepared.payload, prepared._memo)
-            while len(self._recent) > RECENT:
-                self._recent.popitem(last=False)
+        # Not the Prepared itself, which refers back to this estimator: that cycle would keep N×N
+        # payloads alive until the garbage collector happened to run.
+        reuse.TABLE.keep(found, var.data, prepared.n, prepared.payload, prepared._memo, time.perf_counter() - start)
         return prepared
+
+    def reuse_options(self):
+        """Every option that decides what this estimator prepares and the
+        entropies it computes, hashable (equal options: equal payloads),
+        or ``None`` where prepared variables must not be reused across
+        calls (the default for estimators that do not say)."""
+        return None
+
+    def _reuse_key(self, var: Variable):
+        options = self.reuse_options()
+        if options is None:
+            return None
+        key = (options, var.kernel, var.sigma, var.channels)
+        try:
+            hash(key)
+        except TypeError:  # an option that is not hashable (a custom width rule with state): no reuse
+            return None
+        return key
 
     @abc.abstractmethod
     def needs(self, var: Variable, rows: Rows, partners: Sequence[Prepared] | None = None) -> Needs:
@@ -250,18 +261,6 @@ def _base_suffix(base) -> str:
     if float(base) == 2.0:
         return ""
     return ",nats" if abs(float(base) - math.e) < 1e-12 else f",base={float(base):g}"
-
-
-RECENT = 3  # prepared tensors an estimator remembers: X, Y and the current layer
-
-
-def _recent_key(var: Variable):
-    """What identifies an unchanged torch tensor with its options, or ``None``."""
-    data = var.data
-    if not isinstance(data, torch.Tensor) or data.requires_grad or data.layout != torch.strided:
-        return None
-    return (id(data), data._version, data.data_ptr(), tuple(data.shape), data.stride(), data.dtype, data.device,
-            var.kernel, id(var.sigma), var.channels)
 
 
 # Where saturated joints go while a ``saturation_report`` is open: a list of

@@ -27,6 +27,9 @@ class Discrete(Estimator):
     def __repr__(self):
         return f"Discrete(base={self.base})"
 
+    def reuse_options(self):
+        return (Discrete, float(self.base))
+
     @property
     def label(self) -> str:
         suffix = _base_suffix(self.base)

@@ -106,6 +106,10 @@ class LogDet(Estimator):
         beta = "'paper'" if self.beta is None else self.beta
         return f"LogDet(beta={beta}, mode={self.mode!r}, base={self.base})"
 
+    def reuse_options(self):
+        # β = None is set from the first variable prepared: until then this object's products are its own.
+        return None if self.beta is None else (LogDet, float(self.beta), self.mode, float(self.base))
+
     @property
     def label(self) -> str:
         beta = "paper" if self.beta is None else f"{self.beta:g}"

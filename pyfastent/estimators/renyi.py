@@ -146,6 +146,10 @@ class Renyi(Estimator):
         return (f"Renyi(alpha={self.alpha}, sigma={self.sigma!r}, kernel={self.kernel!r}, base={self.base}, "
                 f"method={self.method!r}, lanczos={self.lanczos!r}, channel_sigma={self.channel_sigma!r})")
 
+    def reuse_options(self):
+        return (Renyi, self.alpha, self.sigma, self.kernel, float(self.base), self.method, self.lanczos,
+                self.channel_sigma)
+
     @property
     def label(self) -> str:
         width = self.sigma.label if self.kernel == "rbf" else self.kernel
