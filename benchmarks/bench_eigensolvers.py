@@ -1,6 +1,7 @@
 """Eigenvalues-only symmetric eigensolvers on this machine, float64: every
 strategy the eigensolver plan (``pyfastent.ops.eigen``) could use, per size,
-for one matrix and for a batch, and what the plan chose.
+for one matrix and for a batch, and what the plan chose for each (its
+entries are per size class and batch kind).
 
 Strategies, per matrix of a batch (seconds, median of repeats):
 - ``torch``: ``torch.linalg.eigvalsh`` one matrix at a time (MKL, torch's threads);
@@ -125,25 +126,32 @@ def main():
             if "threaded" in name or name in ("torch", "numpy"):
                 row["spin_penalty_s"][name] = spin_penalty(run, mats[:1], 3)
         eigen.PLAN.reset()
-        for _ in range(6):  # the plan's own measurement, on these matrices
+        size = eigen.size_class(n)
+        for _ in range(6):  # the plan's own measurement, on these matrices: the batch, then one at a time
             eigen.symmetric_eigenvalues([torch.from_numpy(a) for a in mats])
-        row["plan"] = eigen.PLAN.driver_for(eigen.size_class(n))
+        row["plan"] = eigen.PLAN.driver_for(size, count)
+        ones = 0
+        while n <= 2048 and eigen.PLAN.driver_for(size, 1) is None and ones < 6 * len(eigen.available_drivers()):
+            eigen.symmetric_eigenvalues([torch.from_numpy(mats[ones % count])])
+            ones += 1
+        row["plan_one"] = eigen.PLAN.driver_for(size, 1) if n <= 2048 else "not measured"
         rows.append(row)
         best = min(row["per_matrix_s"], key=row["per_matrix_s"].get)
         print(f"N={n}: per matrix of {count}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in
                                                              row["per_matrix_s"].items()) +
-              f"; fastest {best}; plan {row['plan']}", flush=True)
+              f"; fastest {best}; plan for the batch {row['plan']}, for one {row['plan_one']}", flush=True)
     pool.shutdown()
     names = list(rows[0]["per_matrix_s"])
     table = ("Milliseconds per matrix (median), float64, eigenvalues only; a batch of 8 (2 at N = 4096) and one "
              "matrix alone. 'spin' is the extra time a loop of small torch ops took right after one matrix "
              "(OpenBLAS's pool spinning). The plan column is what pyfastent's plan chose from its own "
-             "measurement.\n\n| N | timing | " + " | ".join(names) + " | plan |\n|---|---|" + "---|" * len(names)
-             + "---|\n")
+             "measurement, for the batch and for one matrix at a time (its entries per batch kind).\n\n"
+             "| N | timing | " + " | ".join(names) + " | plan |\n|---|---|" + "---|" * len(names) + "---|\n")
     for r in rows:
         table += f"| {r['n']} | per matrix of a batch | " + " | ".join(
             f"{r['per_matrix_s'][k] * 1e3:.1f}" for k in names) + f" | {r['plan']} |\n"
-        table += f"| {r['n']} | one matrix | " + " | ".join(f"{r['one_matrix_s'][k] * 1e3:.1f}" for k in names) + " | |\n"
+        table += f"| {r['n']} | one matrix | " + " | ".join(
+            f"{r['one_matrix_s'][k] * 1e3:.1f}" for k in names) + f" | {r['plan_one']} |\n"
         table += f"| {r['n']} | spin after one | " + " | ".join(
             f"{r['spin_penalty_s'][k] * 1e3:.0f}" if k in r["spin_penalty_s"] else "" for k in names) + " | |\n"
     print(write("bench_eigensolvers_cpu", {"benchmark": "bench_eigensolvers", "environment": environment(),

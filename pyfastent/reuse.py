@@ -5,7 +5,10 @@ configuration each call makes (docs/architecture.md, "Reuse across calls").
 
 An entry is a prepared variable's payload (its Gram matrix, products or
 codes) and its own entropy, under the estimator's configuration
-(``Estimator.reuse_options``) and the data's identity:
+(``Estimator.reuse_options``), the choices in force that change how it is
+computed (the backend asked for with ``use_backend`` and a forced
+eigensolver, so that paths compared in one process each compute their own
+numbers) and the data's identity:
 
 - a torch tensor by its identity and version counter (``t._version``,
   bumped by every in-place write, through any view of it), its storage,
@@ -25,6 +28,7 @@ at once each compute it, and one entry is kept).
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 import weakref
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pyfastent import settings
+from pyfastent import _native, settings
 
 # Bytes of prepared payloads kept when ``settings.reuse`` is not set.
 DEFAULT_BYTES = 1 << 30
@@ -124,6 +128,7 @@ class ReuseTable:
 
     def _key(self, options, data) -> tuple:
         """(key or None, seconds spent digesting)."""
+        options = (options, _context())
         if isinstance(data, torch.Tensor):
             if data.requires_grad or data.layout != torch.strided:
                 return None, 0.0
@@ -145,6 +150,13 @@ class Found:
     key: object
     entry: Entry | None
     digest_seconds: float
+
+
+def _context() -> tuple:
+    """The choices in force that change how a payload and its entropy are
+    computed (not what): the backend asked for and a forced eigensolver, so
+    that comparing paths in one process compares their own numbers."""
+    return _native._override.get(), settings.eigensolver.get(), os.environ.get("PYFASTENT_EIGENSOLVER", "")
 
 
 def capacity() -> int:

@@ -151,6 +151,9 @@ def _parser():
     return parser, commands
 
 
+BATCH_WORDS = {"1": "one at a time", "few": "a few at once", "many": "many at once"}
+
+
 def run_info(args) -> int:
     info = pyfastent.backend_info()
     policy = info.pop("auto_kernels")
@@ -159,11 +162,12 @@ def run_info(args) -> int:
         print(f"{key:18s} {value}")
     print(f"{'eigensolver plan':18s} {plan['source']} (drivers: {', '.join(plan['drivers'])}; below "
           f"{plan['smallest_class']}: torch)")
-    for size, entry in plan["classes"].items():
+    for name, entry in plan["classes"].items():
+        size, kind = name.split("/")
         timings = ", ".join(f"{d} {s * 1e3:.3g} ms" for d, s in sorted(entry["median_s"].items(), key=lambda kv: kv[1]))
-        print(f"  n <= {size:<13} {entry['driver']:10s} {timings}")
+        print(f"  n <= {size:<6} {BATCH_WORDS[kind]:14s} {entry['driver']:10s} {timings}")
     if plan["measuring"]:
-        print(f"  {'measuring':18s} n <= {', '.join(map(str, plan['measuring']))}")
+        print(f"  {'measuring':18s} {', '.join(plan['measuring'])}")
     if not policy:
         print(f"{'auto policy':18s} no kernel validated on a GPU yet: 'auto' runs every op on torch")
     else:

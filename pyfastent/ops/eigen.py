@@ -7,10 +7,13 @@ measured *plan* per machine (DESIGN.md, "Eigenvalues"; measurements in
   run side by side on ``pyfastent.ops.threads.workers()`` threads with one
   BLAS thread each, never as a multi-threaded OpenBLAS (whose spinning
   workers slow the torch work that follows).
-- One entry per size class (the next power of two) from 64 rows; smaller
-  matrices go to torch. An undecided class is measured on the real work,
-  chunk by chunk, until a driver's median is 10% below every other's
-  (three chunks each) or after six chunks each.
+- One entry per size class (the next power of two) from 64 rows and batch
+  kind (how many matrices of the class one solve gets: one, a few (up to
+  the threads side by side) or many), since drivers that win one at a time
+  lose in batches; smaller matrices go to torch, padded into one stack. An
+  undecided entry is measured on the real work, chunk by chunk at the
+  kind's shape, until a driver's median is 10% below every other's (three
+  chunks each) or after six chunks each.
 - Kept in ``eigen-plan.json`` in the cache directory (``PYFASTENT_CACHE_DIR``,
   else ``$XDG_CACHE_HOME/pyfastent``, else ``~/.cache/pyfastent``), written
   atomically, for the same CPU, library versions and threads; a corrupt,
@@ -44,7 +47,7 @@ DRIVERS = settings.EIGENSOLVERS
 SMALLEST_CLASS = 64  # smaller matrices, whose solves thread and call overheads dominate, go to torch
 _ENV = "PYFASTENT_EIGENSOLVER"
 _FILE = "eigen-plan.json"
-_VERSION = 1
+_VERSION = 2  # 2: entries per size class and batch kind
 
 
 def symmetric_eigenvalues(matrices: list) -> list:
@@ -62,22 +65,61 @@ def symmetric_eigenvalues(matrices: list) -> list:
     """
     out: list = [None] * len(matrices)
     classes: dict = {}
+    small: list = []
+    counts: dict = {}
+    for m in matrices:
+        if m.device.type == "cpu" and m.shape[-1] >= SMALLEST_CLASS:
+            size = size_class(m.shape[-1])
+            counts[size] = counts.get(size, 0) + (m.shape[0] if m.dim() == 3 else 1)
     for i, m in enumerate(matrices):
         size = size_class(m.shape[-1])
-        on_plan = m.device.type == "cpu" and m.shape[-1] >= SMALLEST_CLASS
+        on_plan = size in counts
         # A float64 copy of the matrices (unless they are float64), and the solver's own copy and work
         # space for every matrix solved at once: all of a stack for torch, one per thread side by side.
         count = m.shape[0] if m.dim() == 3 else 1
-        at_once = min(count, threads.workers()) if on_plan and PLAN.driver_for(size) != "torch" else count
+        side_by_side = on_plan and PLAN.driver_for(size, counts[size]) != "torch"
+        at_once = min(count, threads.workers()) if side_by_side else count
         copies = (0 if m.dtype == torch.float64 else count) + 1.25 * at_once
         ensure_square_fits(m.shape[-1], torch.float64, m.device, copies, "the eigenvalues of the Gram matrix")
         if on_plan:
             classes.setdefault(size, []).append(i)
+        elif m.dim() == 2 and m.device.type == "cpu":
+            small.append(i)
         else:
             out[i] = _torch([m])[0]
+    for i, values in zip(small, _padded([matrices[i] for i in small])):
+        out[i] = values
     for size, indices in classes.items():
         for i, values in zip(indices, PLAN.solve(size, [matrices[i] for i in indices])):
             out[i] = values
+    return out
+
+
+def _padded(matrices: list) -> list:
+    """Eigenvalues of small matrices [n_i, n_i] in one torch call per size
+    class: each padded to the class's largest n with c·I below every
+    spectrum (c = −2·max‖A_i‖_F − 1, so its eigenvalues come first and
+    are dropped), stacked. One call for many small matrices (class blocks
+    of a joint with many labels) instead of one each."""
+    out: list = [None] * len(matrices)
+    groups: dict = {}
+    for i, m in enumerate(matrices):
+        groups.setdefault(size_class(m.shape[-1]), []).append(i)
+    for indices in groups.values():
+        if len(indices) == 1:
+            out[indices[0]] = _torch([matrices[indices[0]]])[0]
+            continue
+        ms = [matrices[i].to(torch.float64) for i in indices]
+        side = max(m.shape[-1] for m in ms)
+        c = -2.0 * max(float(torch.linalg.matrix_norm(m)) for m in ms) - 1.0
+        stack = torch.zeros(len(ms), side, side, dtype=torch.float64)
+        stack.diagonal(dim1=-2, dim2=-1).fill_(c)
+        for k, m in enumerate(ms):
+            n = m.shape[-1]
+            stack[k, :n, :n] = m
+        values = torch.linalg.eigvalsh(stack)
+        for k, i in enumerate(indices):
+            out[i] = values[k, side - ms[k].shape[-1]:].clone()
     return out
 
 
@@ -93,6 +135,32 @@ def eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
 def size_class(n: int) -> int:
     """The power of two at or above n: matrices of one class cost alike."""
     return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+KINDS = ("1", "few", "many")
+
+
+def batch_kind(count: int) -> str:
+    """How many matrices of one class a solve gets: ``"1"``, ``"few"`` (up
+    to the threads run side by side) or ``"many"``."""
+    return "1" if count <= 1 else "few" if count <= threads.workers() else "many"
+
+
+# The chunk a batch kind is measured in: its own shape (a real batch for "many", so that a
+# driver that gains from batches is seen gaining).
+CHUNK = {"1": lambda: 1, "few": threads.workers, "many": lambda: max(8, 4 * threads.workers())}
+
+
+def entry_name(entry: tuple) -> str:
+    """``"1024/many"``: a plan entry as the file and ``pyfastent info`` name it."""
+    return f"{entry[0]}/{entry[1]}"
+
+
+def parse_entry(name: str) -> tuple:
+    size, kind = name.split("/")
+    if kind not in KINDS:
+        raise ValueError(f"unknown batch kind {kind!r}")
+    return int(size), kind
 
 
 # ---- drivers -------------------------------------------------------------------
@@ -216,11 +284,11 @@ class EigenPlan:
         """The state of a plan that has read nothing and measured nothing."""
         self._loaded = False
         self._key = None
-        self.decided: dict = {}  # size class -> driver
-        self.samples: dict = {}  # size class -> driver -> [seconds per matrix, scaled to the class]
+        self.decided: dict = {}  # (size class, batch kind) -> driver
+        self.samples: dict = {}  # (size class, batch kind) -> driver -> [seconds per matrix, scaled to the class]
         self.source = "measured in this process"
         self.exploring = True
-        self._turn: dict = {}  # size class -> index of the next driver to try
+        self._turn: dict = {}  # (size class, batch kind) -> index of the next driver to try
 
     # -- lifecycle --
 
@@ -236,8 +304,8 @@ class EigenPlan:
                 self.source = f"measured in this process ({path} is for another machine or library versions)"
                 return
             drivers = available_drivers()
-            self.decided = {int(k): v for k, v in data["decided"].items() if v in drivers}
-            self.samples = {int(k): {d: [float(t) for t in ts] for d, ts in v.items() if d in drivers}
+            self.decided = {parse_entry(k): v for k, v in data["decided"].items() if v in drivers}
+            self.samples = {parse_entry(k): {d: [float(t) for t in ts] for d, ts in v.items() if d in drivers}
                             for k, v in data.get("samples", {}).items()}
             self.source = f"loaded from {path}"
         except FileNotFoundError:
@@ -248,8 +316,9 @@ class EigenPlan:
     def _save(self) -> None:
         """Write the plan atomically; an unwritable cache keeps it in memory."""
         folder = cache_dir()
-        data = {"version": _VERSION, "key": self._key, "decided": {str(k): v for k, v in self.decided.items()},
-                "samples": {str(k): v for k, v in self.samples.items()}}
+        data = {"version": _VERSION, "key": self._key,
+                "decided": {entry_name(k): v for k, v in self.decided.items()},
+                "samples": {entry_name(k): v for k, v in self.samples.items()}}
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".eigen-plan-", suffix=".json")
@@ -267,56 +336,61 @@ class EigenPlan:
 
     # -- choosing --
 
-    def driver_for(self, size: int) -> str | None:
-        """The decided (or forced) driver of a size class, or ``None`` while it is being measured."""
+    def driver_for(self, size: int, count: int = 1) -> str | None:
+        """The decided (or forced) driver for ``count`` matrices of a size
+        class solved together, or ``None`` while that is being measured."""
         forced = forced_driver()
         if forced is not None:
             return forced
+        entry = (size, batch_kind(count))
         with self._lock:
             self._load()
-            if size in self.decided:
-                return self.decided[size]
+            if entry in self.decided:
+                return self.decided[entry]
             return None if self.exploring else "torch"
 
     def solve(self, size: int, matrices: list) -> list:
-        """Eigenvalues of same-class CPU matrices: by the class's driver, or,
-        while it is measured, in chunks dealt to the drivers in turn."""
-        driver = self.driver_for(size)
+        """Eigenvalues of same-class CPU matrices: by the driver of the
+        class and batch kind, or, while that is measured, in chunks of the
+        kind's shape dealt to the drivers in turn."""
+        count = sum(m.shape[0] if m.dim() == 3 else 1 for m in matrices)
+        driver = self.driver_for(size, count)
         if driver is not None:
             return _SOLVERS[driver](matrices)
+        entry = (size, batch_kind(count))
         out = []
-        chunk = threads.workers()
+        chunk = CHUNK[entry[1]]()
         for start in range(0, len(matrices), chunk):
             part = matrices[start:start + chunk]
-            driver = self.driver_for(size)  # decided by an earlier chunk?
+            driver = self.driver_for(size, count)  # decided by an earlier chunk?
             if driver is not None:
                 out += _SOLVERS[driver](part)
                 continue
-            driver = self._next(size)
+            driver = self._next(entry)
             began = time.perf_counter()
             out += _SOLVERS[driver](part)
             seconds = time.perf_counter() - began
             scale = sum((m.shape[-1] / size) ** 3 * (m.shape[0] if m.dim() == 3 else 1) for m in part)
-            self._record(size, driver, seconds / scale)
+            self._record(entry, driver, seconds / scale)
         return out
 
-    def _next(self, size: int) -> str:
+    def _next(self, entry: tuple) -> str:
         with self._lock:
             drivers = available_drivers()
-            turn = self._turn.get(size, 0)
-            self._turn[size] = turn + 1
-            counts = {d: len(self.samples.get(size, {}).get(d, [])) for d in drivers}
+            turn = self._turn.get(entry, 0)
+            self._turn[entry] = turn + 1
+            counts = {d: len(self.samples.get(entry, {}).get(d, [])) for d in drivers}
             fewest = min(counts.values())
             behind = [d for d in drivers if counts[d] == fewest]
             return behind[turn % len(behind)]
 
-    def _record(self, size: int, driver: str, seconds: float) -> None:
+    def _record(self, entry: tuple, driver: str, seconds: float) -> None:
         with self._lock:
             self._load()
-            self.samples.setdefault(size, {}).setdefault(driver, []).append(seconds)
-            winner = _winner(self.samples[size], available_drivers())
+            self.samples.setdefault(entry, {}).setdefault(driver, []).append(seconds)
+            winner = _winner(self.samples[entry], available_drivers())
             if winner is not None:
-                self.decided[size] = winner
+                self.decided[entry] = winner
             self._save()
 
     def describe(self) -> dict:
@@ -325,10 +399,10 @@ class EigenPlan:
         forced = forced_driver()
         with self._lock:
             self._load()
-            classes = {str(k): {"driver": v, "median_s": {d: statistics.median(ts) for d, ts in
-                                                            self.samples.get(k, {}).items()}}
-                       for k, v in sorted(self.decided.items())}
-            measuring = sorted(k for k in self.samples if k not in self.decided)
+            classes = {entry_name(k): {"driver": v, "median_s": {d: statistics.median(ts) for d, ts in
+                                                                   self.samples.get(k, {}).items()}}
+                       for k, v in sorted(self.decided.items(), key=lambda kv: (kv[0][0], KINDS.index(kv[0][1])))}
+            measuring = sorted(entry_name(k) for k in self.samples if k not in self.decided)
         source = f"forced by {_ENV}={forced}" if forced else self.source
         return {"source": source, "classes": classes, "measuring": measuring,
                 "drivers": list(available_drivers()), "smallest_class": SMALLEST_CLASS,
@@ -341,7 +415,7 @@ class EigenPlan:
         measuring: classes it has not decided go to torch."""
         with self._lock:
             self._load()
-            self.decided = {int(k): v for k, v in decided.items() if v in available_drivers()}
+            self.decided = {parse_entry(k): v for k, v in decided.items() if v in available_drivers()}
             self.exploring = False
             self.source = "rank 0's plan"
 

@@ -74,13 +74,14 @@ def test_the_plan_measures_on_real_work_and_decides(plan):
     for a in matrices:  # each solve is real work; the class n <= 256 is measured as it goes
         eigen.symmetric_eigenvalues([a])
     described = plan.describe()
-    assert "256" in described["classes"], described
-    chosen = described["classes"]["256"]
+    assert "256/1" in described["classes"], described  # one matrix at a time: that batch kind's entry
+    chosen = described["classes"]["256/1"]
     assert chosen["driver"] == min(chosen["median_s"], key=chosen["median_s"].get)
     saved = json.loads((Path(described["file"])).read_text())
-    assert saved["decided"]["256"] == chosen["driver"] and saved["key"] == eigen.machine_key()
+    assert saved["decided"]["256/1"] == chosen["driver"] and saved["key"] == eigen.machine_key()
     eigen.PLAN.reset()  # another process on this machine: loaded, not measured again
     assert eigen.PLAN.driver_for(256) == chosen["driver"]
+    assert eigen.PLAN.driver_for(256, count=20) is None  # many at once is measured on its own
     assert eigen.PLAN.describe()["source"].startswith("loaded from")
 
 
@@ -92,8 +93,9 @@ def test_a_noisy_first_timing_does_not_decide():
     assert eigen._winner({"torch": [1.0] * 6, "numpy": [1.02] * 6}, drivers) == "torch"  # close, but six each
 
 
-@pytest.mark.parametrize("content", ["{not json", json.dumps({"version": 1, "key": "another machine",
-                                                               "decided": {"256": "numpy"}}), "[]"])
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"version": 2, "key": "another machine",
+                                                               "decided": {"256/1": "numpy"}}),
+                                     json.dumps({"version": 1, "key": eigen.machine_key(), "decided": {"256": "numpy"}}), "[]"])
 def test_corrupt_or_foreign_plans_are_measured_again(plan, tmp_path, content):
     (tmp_path / "eigen-plan.json").write_text(content)
     assert plan.driver_for(256) is None  # measuring, not an error and not the foreign choice
@@ -105,7 +107,7 @@ def test_corrupt_or_foreign_plans_are_measured_again(plan, tmp_path, content):
 def test_a_stale_plan_of_other_library_versions_is_measured_again(plan, tmp_path):
     key = eigen.machine_key()
     key["libraries"]["torch"] = "0.0.1"
-    (tmp_path / "eigen-plan.json").write_text(json.dumps({"version": 1, "key": key, "decided": {"256": "numpy"}}))
+    (tmp_path / "eigen-plan.json").write_text(json.dumps({"version": 2, "key": key, "decided": {"256/1": "numpy"}}))
     assert plan.driver_for(256) is None
 
 
@@ -117,7 +119,7 @@ def test_an_unwritable_cache_keeps_the_plan_in_memory(tmp_path, monkeypatch):
     try:
         for i in range(40):
             eigen.symmetric_eigenvalues([known_spectrum(100, seed=i)[0]])
-        assert "128" in eigen.PLAN.describe()["classes"]
+        assert "128/1" in eigen.PLAN.describe()["classes"]
     finally:
         eigen.PLAN.reset()
 
@@ -126,7 +128,7 @@ WRITER = """
 import sys
 from pyfastent.ops import eigen
 for i in range(300):
-    eigen.PLAN._record(1 << (6 + i % 6), ("torch", "numpy")[i % 2], 0.001 * (1 + i % 7))
+    eigen.PLAN._record((1 << (6 + i % 6), "1"), ("torch", "numpy")[i % 2], 0.001 * (1 + i % 7))
 """
 
 
@@ -162,6 +164,7 @@ def test_batched_and_single_solves_give_identical_entropies(driver, monkeypatch)
     y = torch.randint(0, 3, (300,), generator=g)
     est = pf.Renyi()
     single = [pf.mutual_information(t, y, estimator=est) for t in layers]
+    pf.clear_reuse()  # the entropies below are solved again, in one batch
     px, py = est.prepare(x), est.prepare(y)
     batch = deferred.SpectralBatch()
     plans = [pf.measures.JointEntropies(est, {"x": px, "y": py, "t": est.prepare(t, "t")}, batch) for t in layers]
@@ -180,10 +183,34 @@ def test_results_do_not_depend_on_the_driver(monkeypatch):
     t = torch.tanh(x @ torch.randn(20, 64, generator=g))
     values = {}
     for driver in eigen.available_drivers():
-        monkeypatch.setenv("PYFASTENT_EIGENSOLVER", driver)
+        monkeypatch.setenv("PYFASTENT_EIGENSOLVER", driver)  # a forced driver: nothing reused from another
         est = pf.Renyi(alpha=1.01)
         values[driver] = (pf.mutual_information(x, t, estimator=est), pf.mutual_information(t, y, estimator=est))
     first = next(iter(values.values()))
     for driver, got in values.items():
         assert got == pytest.approx(first, abs=1e-10), driver
 
+
+
+def test_many_small_matrices_are_solved_in_one_padded_stack(monkeypatch):
+    calls = []
+    eigvalsh = torch.linalg.eigvalsh
+    monkeypatch.setattr(torch.linalg, "eigvalsh", lambda m: calls.append(tuple(m.shape)) or eigvalsh(m))
+    sizes = [3, 17, 30, 31, 5, 5, 60]  # classes 4, 32, 64 (60 < SMALLEST_CLASS rows)
+    pairs = [known_spectrum(n, seed=n + i) for i, n in enumerate(sizes)]
+    got = eigen.symmetric_eigenvalues([a - 0.5 * torch.eye(a.shape[0], dtype=a.dtype) for a, _ in pairs])
+    for (a, lam), values in zip(pairs, got):  # shifted by −0.5: negative eigenvalues are kept too
+        assert values.shape == lam.shape
+        assert torch.allclose(values, lam - 0.5, rtol=0, atol=1e-12)
+    # Per size class one call: 17, 30 and 31 rows in one stack of 31, the two of 5 in one, 3 and 60 alone.
+    assert sorted(calls) == [(2, 5, 5), (3, 3), (3, 31, 31), (60, 60)]
+
+
+def test_each_batch_kind_is_measured_at_its_own_shape(plan):
+    for i in range(12):  # one at a time, then twelve at once: two entries of the class n <= 128
+        eigen.symmetric_eigenvalues([known_spectrum(100, seed=i)[0]])
+    for _ in range(8):
+        eigen.symmetric_eigenvalues([known_spectrum(100, seed=i)[0] for i in range(12)])
+    entries = set(plan.describe()["classes"]) | set(plan.describe()["measuring"])
+    assert {"128/1", "128/many"} <= entries
+    assert eigen.batch_kind(1) == "1" and eigen.batch_kind(2) == "few" and eigen.batch_kind(100) == "many"
