@@ -17,6 +17,14 @@ from pyfastent.ops.logdet import MODES, spd_logdet
 from pyfastent.ops.reduction import Needs
 
 
+# True: the N×N products of float32 rows (the Sylvester side, covariance mode) are built in float32
+# from columns centred first (means accumulated in float64, subtracted before the product), then read
+# in float64. Off: on the 32×32 ResNet-18 (N = 500) they differed from float64 products by up to
+# 4.6e-5 relative (layer1.0.relu#2), above the 1e-5 the precision rule allows, for a sweep only 1.14x
+# faster (benchmarks/results/bench_precision_cpu.md, which measures both).
+FLOAT32_PRODUCTS = False
+
+
 @dataclass(eq=False)
 class LogDetPayload:
     """A prepared LogDet variable: what the joints it enters read of its
@@ -138,13 +146,15 @@ class LogDet(Estimator):
         return 1e-9 * max(1.0, abs(value))
 
     def needs(self, var, rows, partners=None):
-        """float64 products of the centred (standardized, in correlation
-        mode) columns: Z·Zᵀ for d > N; else Zᵀ·Z, plus the cross-products
+        """Products of the centred (standardized, in correlation mode)
+        columns, float64 (Z·Zᵀ of float32 rows in covariance mode: float32,
+        see ``FLOAT32_PRODUCTS``): Z·Zᵀ for d > N; else Zᵀ·Z, plus the cross-products
         with the partners for the joints that stay within N columns, and
         Z·Zᵀ when one does not; with no partners given, Z itself."""
         d, n = (rows.one_hot_width() if rows.discrete else rows.width), rows.n
         base = Needs(discrete_as="one_hot" if rows.discrete else None)
-        wide = Needs(standardized_gram=True) if self.mode == "correlation" else Needs(gram=torch.float64)
+        gram = torch.float32 if FLOAT32_PRODUCTS and rows.dtype == torch.float32 else torch.float64
+        wide = Needs(standardized_gram=True) if self.mode == "correlation" else Needs(gram=gram)
         if d > n:
             return base | wide
         needs = base | Needs(covariance=True)
@@ -173,7 +183,8 @@ class LogDet(Estimator):
             if reduction.columns is not None:
                 payload.columns = reduction.columns * s
         else:
-            payload.gram, payload.covariance, payload.columns = reduction.gram, reduction.covariance, reduction.columns
+            gram = None if reduction.gram is None else reduction.gram.to(torch.float64)  # I + β·C in float64
+            payload.gram, payload.covariance, payload.columns = gram, reduction.covariance, reduction.columns
             payload.crosses = dict(reduction.crosses)
         return payload
 

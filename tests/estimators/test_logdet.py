@@ -93,6 +93,22 @@ def test_float32_layers_are_factored_in_float64(d):
     assert est32.entropy(x) == pytest.approx(ref.logdet_bits(x.double().numpy(), 100.0 * d), rel=1e-11)
 
 
+def test_float32_products_when_switched_on_are_read_in_float64(monkeypatch):
+    """The measured alternative (benchmarks/bench_precision.py): float32 products of float32 rows, the
+    matrix I + β·C still made and factored in float64."""
+    from pyfastent.estimators import logdet
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(200, 700, generator=g)  # float32, wider than N: the Sylvester side
+    want = ref.logdet_bits(x.double().numpy(), 1e4)
+    monkeypatch.setattr(logdet, "FLOAT32_PRODUCTS", True)
+    est = pf.LogDet(beta=1e4)
+    assert est.needs(pf.Variable(x), pf.samples.observe_rows(pf.Variable(x), [x], "x")).gram == torch.float32
+    prepared = est.prepare(x)
+    assert prepared.payload.gram.dtype == torch.float64
+    assert est.joint_entropy([prepared]) == pytest.approx(want, rel=1e-5)
+
+
 def test_default_beta_is_the_papers_and_is_shared():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(80, 12, generator=g, dtype=torch.float64)
