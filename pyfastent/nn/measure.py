@@ -21,7 +21,7 @@ from pyfastent.nn.planner import Costs, plan_passes, resolve_budget
 from pyfastent.nn.sequence import resolve_pooling
 from pyfastent.nn.stream import PassState, layer_of, learn_layers, refuse_repeated_passes, run_pass
 from pyfastent.nn.variables import XSource
-from pyfastent.ops import eigen
+from pyfastent.ops import eigen, threads
 
 def measure_layers(model: nn.Module, probe: Probe, source: XSource, estimators, layers, variable,
                    progress: bool | None = None, description: str = "layer sweep", memory_budget=None,
@@ -181,6 +181,7 @@ def _run_passes(model, probe: Probe, found, plan, measurer: "Measurer", bar, rep
         for unit in sorted(ended, key=lambda u: u != source.layer):  # X first: the layers are measured against it
             if unit in keep:
                 measurer.take(unit, keep.pop(unit))
+        threads.release_freed_memory()  # the pass's rows, freed: not resident while the next pass holds its own
     return state.passes, plan
 
 

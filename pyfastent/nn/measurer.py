@@ -79,8 +79,9 @@ class Measurer:
         N×N float64, each worker's column block and its converted copy
         (``ops.products``), and the features of a randomized estimate."""
         randomized = any(isinstance(e, Renyi) and not e.exact_for(n) for e in self.estimators)
-        features = n * int(torch.Size(layer.shape).numel()) * 4 if randomized else 0
-        blocks = 2 * threads.workers() * min(products.BLOCK_BYTES, n * int(torch.Size(layer.shape).numel()) * 8)
+        width = int(torch.Size(layer.shape).numel())
+        features = n * width * 4 if randomized else 0
+        blocks = 2 * threads.workers() * products.widest_block_bytes(n, width, threads.workers())
         return (4 + 2 * threads.workers()) * n * n * 8 + blocks + features
 
     def fixed_bytes(self, n: int) -> int:

@@ -24,6 +24,7 @@ from pyfastent.nn.hooks import model_mode, named_layers, select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import resolve_pooling
 from pyfastent.nn.table import atomic_write, meta_path
+from pyfastent.ops import threads
 from pyfastent.ops.deferred import SpectralBatch
 
 MEASURES = ("cka", "hsic", "mknn", "mi")
@@ -318,6 +319,7 @@ def _payloads(joined, data: Probe, found, opts: _Options, budget: int, batch_siz
                 if name in keep:
                     parts = keep.pop(name)
                     done(name, parts[0] if len(parts) == 1 else torch.cat(parts))
+            threads.release_freed_memory()  # the pass's rows: not resident while the next pass holds its own
     finally:
         bar.close()
     return out

@@ -63,9 +63,19 @@ def blocks(rows: Rows, dtype: torch.dtype, workers: int = 1) -> list:
         per_channel = d // rows.channels
         step = per_channel * max(1, BLOCK_BYTES // max(1, n * per_channel * itemsize))
     else:
-        step = max(1, BLOCK_BYTES // max(1, n * itemsize))
-        step = min(step, max(256, -(-d // (2 * workers))))
+        step = _flat_step(n, d, itemsize, workers)
     return [(s, min(s + step, d)) for s in range(0, d, step)]
+
+
+def _flat_step(n: int, d: int, itemsize: int, workers: int) -> int:
+    step = max(1, BLOCK_BYTES // max(1, n * itemsize))
+    return min(step, max(256, -(-d // (2 * workers))))
+
+
+def widest_block_bytes(n: int, d: int, workers: int) -> int:
+    """Bytes of the widest float64 column block ``blocks`` cuts from N rows
+    of d flat features (at most ``BLOCK_BYTES``)."""
+    return n * 8 * min(d, max(_flat_step(n, d, 8, workers), 1))
 
 
 def on_blas(rows: Rows, work: int) -> bool:

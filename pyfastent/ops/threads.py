@@ -51,15 +51,16 @@ def side_by_side(count: int | None = None):
         with _blas_controller().limit(limits=1, user_api="blas"), ThreadPoolExecutor(count) as pool:
             yield pool
     finally:
-        _release_freed_memory()
+        release_freed_memory()
 
 
-def _release_freed_memory() -> None:
-    """Give the heap memory the workers freed back to the system. glibc
-    raises its mmap threshold once large blocks are freed, so the N×N
-    buffers of later calls come from the threads' heaps and stay resident
-    after they are freed: without this, thousands of side-by-side solves
-    grow the process by gigabytes (``benchmarks/results/bench_similarity_cpu.md``)."""
+def release_freed_memory() -> None:
+    """Give the heap memory freed so far back to the system. glibc raises
+    its mmap threshold once large blocks are freed, so later blocks of up
+    to 32 MB come from the heaps and stay resident after they are freed:
+    without this, thousands of side-by-side solves grow the process by
+    gigabytes (``benchmarks/results/bench_similarity_cpu.md``), and a
+    sweep's next pass finds the last pass's freed rows still resident."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
