@@ -37,8 +37,11 @@ the machine's default threads, the fastest single-call driver here):
   precision, eigenvalues > 0 renormalized, Hadamard joints), computing each
   entropy once, on float64 and on float32 inputs.
 
-Correctness first: every path agrees with the others (float64: 1e-9 bits;
-float32 inputs: 1e-3, the baselines then decompose float32 matrices). Medians of repeated runs, all paths interleaved in one
+Correctness first: on float64 inputs every path agrees with the float64
+SciPy script to 1e-9 bits; on float32 inputs pyfastent stays within 1e-4
+bits of it, and the scripts, which then compute in float32, are recorded
+with how far they drift (kNN widths from float32 distances moved one by
+0.07 bits). Medians of repeated runs, all paths interleaved in one
 process, after one untimed run (pyfastent's eigensolver plan measures its
 drivers on that work). Usage: ``python benchmarks/bench_estimators.py
 [--sizes 256 1024 2048]``.
@@ -210,11 +213,13 @@ def run_workload(name: str, sizes: list, repeats: int) -> list:
             }
             values = {p: fn() for p, fn in paths.items()}
             reference = evd_every_term(x64, y, layers64)
-            for p, value in values.items():
-                tolerance = 1e-9 if dtype == torch.float64 else 1e-3
-                if max_diff(value, reference) > tolerance:
-                    raise SystemExit(f"{name} N={n} {dtype}: {p} differs from the float64 evd script by "
-                                     f"{max_diff(value, reference):.2e}")
+            deviation = {p: max_diff(value, reference) for p, value in values.items()}
+            for p, worst in deviation.items():
+                # float64: every path agrees; float32 inputs: pyfastent within the 1e-4-bit target, the
+                # float32 scripts as far as they get (their deviations are in the results)
+                tolerance = 1e-9 if dtype == torch.float64 else 1e-4 if p.startswith("pyfastent") else math.inf
+                if worst > tolerance:
+                    raise SystemExit(f"{name} N={n} {dtype}: {p} differs from the float64 evd script by {worst:.2e}")
             reps = repeats if n <= 1024 else 2
             seconds = {p: median_seconds(fn, reps) for p, fn in paths.items()}
             baselines = [k for k in seconds if not k.startswith("pyfastent")]
@@ -222,7 +227,7 @@ def run_workload(name: str, sizes: list, repeats: int) -> list:
                       for b in baselines}
             kind = str(dtype).replace("torch.", "")
             rows.append({"workload": name, "n": n, "dtype": kind, "seconds": seconds, "speedups": ratios,
-                         "repeats": reps})
+                         "repeats": reps, "max_diff_bits_vs_float64": deviation})
             print(f"{name} N={n} {kind}: " + ", ".join(f"{k} {v:.3f} s" for k, v in seconds.items()), flush=True)
             for k, v in ratios.items():
                 print(f"   {k}: {v:.2f}x")
@@ -293,6 +298,10 @@ def main():
              + "\n".join(f"| {r['workload']} | {r['n']} | {r['dtype']} | {p.split()[-1]} | " + " | ".join(
                  f"{r['speedups'][f'{p} vs {b}']:.2f}x" for b in baselines) + " |"
                  for r in rows for p in ("pyfastent per call", "pyfastent prepared"))
+             + "\n\nLargest difference from the float64 SciPy script on float32 inputs (bits): " + "; ".join(
+                 f"{r['workload']} N={r['n']}: " + ", ".join(f"{k} {v:.1e}" for k, v in
+                                                          r["max_diff_bits_vs_float64"].items())
+                 for r in rows if r["dtype"] == "float32")
              + f"\n\nPermutation test, Rényi MI of two continuous variables, N = {permutation['n']}, "
                f"{permutation['permutations']} permutations: pyfastent {permutation['seconds']['pyfastent']:.3f} s, "
                f"the SciPy loop {permutation['seconds']['scipy loop']:.3f} s: {permutation['speedup']:.2f}x "
