@@ -31,7 +31,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from _record import environment, median_seconds, write
-from pyfastent.ops import eigen, threads
+from pyfastent.ops import eigen, eigensolvers, threads
 
 
 def gram(n: int, seed: int) -> np.ndarray:
@@ -54,7 +54,7 @@ def strategies(pool: ProcessPoolExecutor) -> dict:
     }
     drivers = eigen.available_drivers()[1:]
     for name in drivers:
-        out[name] = (lambda d: lambda ms: eigen._SOLVERS[d]([torch.from_numpy(a) for a in ms]))(name)
+        out[name] = (lambda d: lambda ms: eigensolvers.SOLVERS[d]([torch.from_numpy(a) for a in ms]))(name)
     for name in drivers:
         out[f"{name} threaded"] = _threaded(name)
     out["processes"] = lambda ms: list(pool.map(_numpy_eigvalsh, ms))

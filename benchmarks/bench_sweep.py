@@ -30,12 +30,14 @@ samples on the GPU, once with the CUDA kernels (``use_backend("cuda")``)
 and once with the torch path, same numbers within 1e-4 bits, and the time
 ratio.
 
+With ``--only tracker`` (or ``sweep``): those runs alone, without the
+baseline, written as ``bench_sweep_tracker_cpu`` (``bench_sweep_sweep_cpu``).
 With ``--scale``: only the 224×224 ResNet-18 under memory budgets (see
 ``scale``), written as ``bench_sweep_scale_cpu``; its baseline defaults to
 320d7e5, the commit before layers were held in slices.
 
 Writes JSON and Markdown to ``benchmarks/results/`` (or ``--out``). Usage:
-``python benchmarks/bench_sweep.py [--device cuda] [--scale] [--out DIR] [--baseline REV]``.
+``python benchmarks/bench_sweep.py [--device cuda] [--scale] [--only JOB] [--out DIR] [--baseline REV]``.
 """
 from __future__ import annotations
 
@@ -195,10 +197,11 @@ def cpu(args):
     cache = tempfile.mkdtemp(prefix="pyfastent-plan-")
     baseline = worktree(args.baseline)
     results = []
+    runs = [r for r in RUNS if args.only is None or r[0] == args.only]
     try:
-        for job, model, n, compared in RUNS:
+        for job, model, n, compared in runs:
             row = {"job": job, "model": model, "n": n, "new": child(HERE.parent, job, model, n, cache)}
-            if compared:
+            if compared and args.only is None:
                 row["baseline"] = child(baseline, job, model, n, cache)
             new, old = row["new"], row.get("baseline")
             if job == "sweep" and old and "rows" in old and "rows" in new:
@@ -222,7 +225,8 @@ def cpu(args):
         f"hooks {overhead['epoch_with_te_hooks_s']:.3f} s; one tracker step (both estimators + layer TE, "
         f"N = {overhead['probe_size']}) {overhead['tracker_step_s']:.3f} s.")
     print(table)
-    print("wrote", write("bench_sweep_cpu", record, table, args.out))
+    print("wrote", write("bench_sweep_cpu" if args.only is None else f"bench_sweep_{args.only}_cpu", record, table,
+                         args.out))
 
 
 def scale(args):
@@ -313,6 +317,8 @@ def main():
     parser.add_argument("--baseline", default=None,
                         help="the commit to compare with (CPU; default 66ed91d, with --scale 320d7e5)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    parser.add_argument("--only", choices=("sweep", "tracker"), default=None,
+                        help="only these runs, without the baseline (bench_sweep_<only>_cpu)")
     parser.add_argument("--scale", action="store_true",
                         help="only the 224x224 runs under memory budgets (bench_sweep_scale_cpu)")
     args = parser.parse_args()

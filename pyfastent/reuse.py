@@ -134,7 +134,7 @@ class ReuseTable:
                 return None, 0.0
             return (options, ("tensor", id(data), data._version, data.data_ptr(), tuple(data.shape), data.stride(),
                               data.dtype, data.device)), 0.0
-        if isinstance(data, np.ndarray) and data.dtype != object:
+        if isinstance(data, np.ndarray) and data.dtype.kind in "biufc":  # numbers: others are refused later
             if (data.shape, data.dtype.str, options) in self._digest_refused:
                 return None, 0.0
             start = time.perf_counter()

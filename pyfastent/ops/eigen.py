@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import platform
 import statistics
@@ -42,6 +41,7 @@ import torch
 from pyfastent import _ranks, settings
 from pyfastent._memory import ensure_square_fits
 from pyfastent.ops import threads
+from pyfastent.ops.eigensolvers import SOLVERS, available_drivers, padded, size_class, torch_solve
 
 DRIVERS = settings.EIGENSOLVERS
 SMALLEST_CLASS = 64  # smaller matrices, whose solves thread and call overheads dominate, go to torch
@@ -86,40 +86,12 @@ def symmetric_eigenvalues(matrices: list) -> list:
         elif m.dim() == 2 and m.device.type == "cpu":
             small.append(i)
         else:
-            out[i] = _torch([m])[0]
-    for i, values in zip(small, _padded([matrices[i] for i in small])):
+            out[i] = torch_solve([m])[0]
+    for i, values in zip(small, padded([matrices[i] for i in small])):
         out[i] = values
     for size, indices in classes.items():
         for i, values in zip(indices, PLAN.solve(size, [matrices[i] for i in indices])):
             out[i] = values
-    return out
-
-
-def _padded(matrices: list) -> list:
-    """Eigenvalues of small matrices [n_i, n_i] in one torch call per size
-    class: each padded to the class's largest n with c·I below every
-    spectrum (c = −2·max‖A_i‖_F − 1, so its eigenvalues come first and
-    are dropped), stacked. One call for many small matrices (class blocks
-    of a joint with many labels) instead of one each."""
-    out: list = [None] * len(matrices)
-    groups: dict = {}
-    for i, m in enumerate(matrices):
-        groups.setdefault(size_class(m.shape[-1]), []).append(i)
-    for indices in groups.values():
-        if len(indices) == 1:
-            out[indices[0]] = _torch([matrices[indices[0]]])[0]
-            continue
-        ms = [matrices[i].to(torch.float64) for i in indices]
-        side = max(m.shape[-1] for m in ms)
-        c = -2.0 * max(float(torch.linalg.matrix_norm(m)) for m in ms) - 1.0
-        stack = torch.zeros(len(ms), side, side, dtype=torch.float64)
-        stack.diagonal(dim1=-2, dim2=-1).fill_(c)
-        for k, m in enumerate(ms):
-            n = m.shape[-1]
-            stack[k, :n, :n] = m
-        values = torch.linalg.eigvalsh(stack)
-        for k, i in enumerate(indices):
-            out[i] = values[k, side - ms[k].shape[-1]:].clone()
     return out
 
 
@@ -130,11 +102,6 @@ def eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
         return symmetric_eigenvalues([matrix])[0]
     flat = matrix.reshape(-1, *matrix.shape[-2:])
     return torch.stack(symmetric_eigenvalues(list(flat))).reshape(matrix.shape[:-1])
-
-
-def size_class(n: int) -> int:
-    """The power of two at or above n: matrices of one class cost alike."""
-    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
 KINDS = ("1", "few", "many")
@@ -161,76 +128,6 @@ def parse_entry(name: str) -> tuple:
     if kind not in KINDS:
         raise ValueError(f"unknown batch kind {kind!r}")
     return int(size), kind
-
-
-# ---- drivers -------------------------------------------------------------------
-
-
-def _float64_numpy(m: torch.Tensor) -> np.ndarray:
-    """A float64 NumPy view of m (no copy for a contiguous float64 CPU tensor)."""
-    return m.detach().to(torch.float64).contiguous().numpy()
-
-
-def _torch(matrices: list) -> list:
-    if len(matrices) > 1 and all(m.dim() == 2 for m in matrices) and len({m.shape for m in matrices}) == 1:
-        return list(torch.linalg.eigvalsh(torch.stack([m.to(torch.float64) for m in matrices])))
-    return [torch.linalg.eigvalsh(m.to(torch.float64)) for m in matrices]
-
-
-def _numpy_one(m: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(np.linalg.eigvalsh(_float64_numpy(m), UPLO="L"))  # a stack in one call
-
-
-def _scipy_one(driver: str):
-    def solve(m: torch.Tensor) -> torch.Tensor:
-        import scipy.linalg
-
-        if m.dim() == 3:
-            return torch.stack([solve(one) for one in m])
-        values = scipy.linalg.eigh(_float64_numpy(m), eigvals_only=True, driver=driver, lower=True,
-                                   check_finite=False)
-        return torch.from_numpy(values)
-
-    return solve
-
-
-def _side_by_side(solve_one):
-    """``solve_one`` on the matrices side by side, a stack cut into as many
-    pieces as there are threads."""
-    def solve(matrices: list) -> list:
-        count = threads.workers()
-        pieces, shape = [], []
-        for m in matrices:
-            parts = list(torch.chunk(m, min(count, m.shape[0]))) if m.dim() == 3 else [m]
-            pieces += parts
-            shape.append(len(parts))
-        if len(pieces) == 1:
-            with threads.side_by_side(1):  # one BLAS thread: no pool left spinning
-                solved = [solve_one(pieces[0])]
-        else:
-            with threads.side_by_side(count) as pool:
-                solved = list(pool.map(solve_one, pieces))
-        out, first = [], 0
-        for k in shape:
-            out.append(solved[first] if k == 1 else torch.cat(solved[first:first + k]))
-            first += k
-        return out
-
-    return solve
-
-
-def available_drivers() -> tuple:
-    """The drivers this process can use (SciPy's only when it is installed)."""
-    try:
-        import scipy.linalg  # noqa: F401
-
-        return DRIVERS
-    except ImportError:
-        return ("torch", "numpy")
-
-
-_SOLVERS = {"torch": _torch, "numpy": _side_by_side(_numpy_one), "scipy-evd": _side_by_side(_scipy_one("evd")),
-            "scipy-evr": _side_by_side(_scipy_one("evr"))}
 
 
 # ---- the plan --------------------------------------------------------------------
@@ -356,7 +253,7 @@ class EigenPlan:
         count = sum(m.shape[0] if m.dim() == 3 else 1 for m in matrices)
         driver = self.driver_for(size, count)
         if driver is not None:
-            return _SOLVERS[driver](matrices)
+            return SOLVERS[driver](matrices)
         entry = (size, batch_kind(count))
         out = []
         chunk = CHUNK[entry[1]]()
@@ -364,11 +261,11 @@ class EigenPlan:
             part = matrices[start:start + chunk]
             driver = self.driver_for(size, count)  # decided by an earlier chunk?
             if driver is not None:
-                out += _SOLVERS[driver](part)
+                out += SOLVERS[driver](part)
                 continue
             driver = self._next(entry)
             began = time.perf_counter()
-            out += _SOLVERS[driver](part)
+            out += SOLVERS[driver](part)
             seconds = time.perf_counter() - began
             scale = sum((m.shape[-1] / size) ** 3 * (m.shape[0] if m.dim() == 3 else 1) for m in part)
             self._record(entry, driver, seconds / scale)

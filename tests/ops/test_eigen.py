@@ -10,7 +10,7 @@ import torch
 from threadpoolctl import threadpool_info
 
 import pyfastent as pf
-from pyfastent.ops import deferred, eigen
+from pyfastent.ops import deferred, eigen, eigensolvers
 
 
 @pytest.fixture
@@ -35,13 +35,13 @@ def known_spectrum(n, seed=0):
 def test_every_driver_gives_the_known_spectrum(driver):
     for n in (70, 150, 300):
         a, lam = known_spectrum(n)
-        (got,) = eigen._SOLVERS[driver]([a])
+        (got,) = eigensolvers.SOLVERS[driver]([a])
         assert got.dtype == torch.float64
         assert torch.allclose(got, lam, rtol=0, atol=1e-12 * float(lam.max()))
         # Only the lower triangle is read.
         garbage = a.clone()
         garbage.triu_(1).add_(torch.tril(a))
-        (upper_ignored,) = eigen._SOLVERS[driver]([garbage.tril().clone() + a.tril(-1).T])
+        (upper_ignored,) = eigensolvers.SOLVERS[driver]([garbage.tril().clone() + a.tril(-1).T])
         assert torch.allclose(upper_ignored, lam, rtol=0, atol=1e-12 * float(lam.max()))
 
 
@@ -49,8 +49,8 @@ def test_every_driver_gives_the_known_spectrum(driver):
 def test_a_forced_driver_is_used(driver, plan, monkeypatch):
     monkeypatch.setenv("PYFASTENT_EIGENSOLVER", driver)
     used = []
-    for name, solve in list(eigen._SOLVERS.items()):
-        monkeypatch.setitem(eigen._SOLVERS, name, lambda ms, name=name, solve=solve: used.append(name) or solve(ms))
+    for name, solve in list(eigensolvers.SOLVERS.items()):
+        monkeypatch.setitem(eigensolvers.SOLVERS, name, lambda ms, name=name, solve=solve: used.append(name) or solve(ms))
     a, lam = known_spectrum(100)
     (got,) = eigen.symmetric_eigenvalues([a])
     assert used == [driver] and torch.allclose(got, lam, atol=1e-12)
@@ -62,8 +62,8 @@ def test_a_forced_driver_is_used(driver, plan, monkeypatch):
 
 def test_small_and_cuda_matrices_go_to_torch(plan, monkeypatch):
     used = []
-    for name, solve in list(eigen._SOLVERS.items()):
-        monkeypatch.setitem(eigen._SOLVERS, name, lambda ms, name=name: used.append(name))
+    for name, solve in list(eigensolvers.SOLVERS.items()):
+        monkeypatch.setitem(eigensolvers.SOLVERS, name, lambda ms, name=name: used.append(name))
     a, lam = known_spectrum(40)
     (got,) = eigen.symmetric_eigenvalues([a])
     assert used == [] and torch.allclose(got, lam, atol=1e-12)
@@ -148,7 +148,7 @@ def test_thread_limits_are_restored_after_an_exception_in_a_solve(plan, monkeypa
     def failing(m):
         raise RuntimeError("LAPACK failed")
 
-    monkeypatch.setitem(eigen._SOLVERS, "numpy", eigen._side_by_side(failing))
+    monkeypatch.setitem(eigensolvers.SOLVERS, "numpy", eigensolvers.side_by_side(failing))
     monkeypatch.setenv("PYFASTENT_EIGENSOLVER", "numpy")
     with pytest.raises(RuntimeError, match="LAPACK failed"):
         eigen.symmetric_eigenvalues([known_spectrum(100, seed=i)[0] for i in range(3)])
