@@ -139,9 +139,10 @@ class Measurer:
         per-channel sum), or ``None`` when some estimator reads a product
         that is not such a sum: a layer at most N wide, discrete rows, a
         randomized estimate, or X's own layer."""
-        if layer.name == self.source.layer or not self._owned(layer.name):
+        if layer.name == self.source.layer or not self._mine(layer.name):
             return None
-        needs = self._needs(self._variables(layer.name, tuple(layer.shape)), self._whole_rows(layer, n))
+        variables = self._variables(layer.name, tuple(layer.shape))
+        needs = self._needs(variables, self._whole_rows(layer, n, variables))
         if not needs.sliceable:
             return None
         sums = (needs.gram is not None) + needs.standardized_gram + len(needs.channel_rules)
@@ -161,7 +162,7 @@ class Measurer:
         name = unit.layer
         info = next(layer for layer in self.found.layers if layer.name == name)
         variables = self._variables(name, info.shape)
-        needs = self._needs(variables, self._whole_rows(info, sum(p.shape[0] for p in parts)))
+        needs = self._needs(variables, self._whole_rows(info, sum(p.shape[0] for p in parts), variables))
         if self.bar is not None:
             self.bar.set_postfix_str(f"{self.where}, {name} slice {unit.index + 1}/{unit.count}")
         rows = observe_rows(next(iter(variables.values())), parts, name)
@@ -186,7 +187,7 @@ class Measurer:
         elif self.source.kind == "layer" and not self.has_xy:
             self.waiting.append((name, [p.clone() for p in parts]))  # a hook's tensor may change after it
             return
-        if not self._owned(name):
+        if not self._mine(name):
             return
         variables = self._variables(name, tuple(parts[0].shape[1:]))
         rows = observe_rows(next(iter(variables.values())), parts, name)
@@ -199,9 +200,6 @@ class Measurer:
         """The estimators (indices) this rank measures a layer with."""
         return [i for i in range(len(self.estimators)) if self.shared[i] or self.owners.get(name) == self.rank]
 
-    def _owned(self, name: str) -> bool:
-        return bool(self._mine(name))
-
     def _variables(self, name: str, shape: tuple) -> dict:
         """Estimator index -> the layer's ``Variable``, for this rank's estimators."""
         return {i: self.variable(i, name, shape) for i in self._mine(name)}
@@ -211,13 +209,14 @@ class Measurer:
         partners = {i: list(self.prepared_xy[i]) if self.prepared_xy else None for i in variables}
         return _union(self.estimators[i].needs(v, rows, partners[i]) for i, v in variables.items())
 
-    def _whole_rows(self, layer, n: int) -> Rows:
-        """A layer's N rows as shapes only (meta tensors), for the needs of
-        the whole layer while its slices are reduced."""
+    def _whole_rows(self, layer, n: int, variables: dict) -> Rows:
+        """A layer's N rows as shapes only (meta tensors), read as its
+        ``variables`` read them, for the needs of the whole layer while its
+        slices are reduced."""
         dtype = layer.dtype if layer.dtype in (torch.float32, torch.float64) else torch.float32
-        variable = next(iter(self._variables(layer.name, tuple(layer.shape)).values()))
+        channels = next(iter(variables.values())).channels
         return Rows([torch.empty((n,) + tuple(layer.shape), dtype=dtype, device="meta")], layer.name,
-                    channels=variable.channels)
+                    channels=channels)
 
     def _measure(self, name: str, variables: dict, reduction) -> None:
         """Plan a reduced layer's entropies for this rank's estimators."""
