@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pyfastent.nn.plane import TE_ESTIMATOR
+from pyfastent.nn.transfer import TE_ESTIMATOR
 
 
 def _table(table_or_tracker):
@@ -42,6 +42,12 @@ def _colours(layers: list) -> dict:
 
     cmap = colormaps["tab10" if len(layers) <= 10 else "tab20"]
     return {layer: cmap(i % cmap.N) for i, layer in enumerate(layers)}
+
+
+def _layers(table) -> list:
+    """The layers of the rows in firing order: a module called twice is two
+    layers (``act``, ``act#2``), while the metadata names the module once."""
+    return list(dict.fromkeys(r["layer"] for r in table.rows))
 
 
 def _time(row):
@@ -106,9 +112,17 @@ def information_plane(table_or_tracker, path) -> Path:
     over training, one panel per estimator, with the labels' plug-in
     entropy H(Y) as a reference line. LogDet is not bounded by H(Y): where
     its I(T;Y) rises above the line, the panel says so."""
+    fig = information_plane_figure(table_or_tracker)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def information_plane_figure(table_or_tracker):
+    """The picture of ``information_plane`` as a matplotlib ``Figure`` (for
+    loggers that take figures, e.g. TensorBoard's ``add_figure``)."""
     table = _table(table_or_tracker)
     estimators = table.metadata["estimators"]
-    colours = _colours(table.metadata["layers"])
+    colours = _colours(_layers(table))
     fig, axes = _figure(len(estimators))
     times = [_time(r) for r in table.rows]
     for ax, est in zip(axes[0], estimators):
@@ -125,8 +139,7 @@ def information_plane(table_or_tracker, path) -> Path:
                         transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="firebrick")
     _legend(fig, axes[0][-1], _time_label(table), min(times), max(times))
     fig.suptitle("Information plane")
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return fig
 
 
 def layer_curves(table_or_tracker, path) -> Path:
@@ -136,7 +149,7 @@ def layer_curves(table_or_tracker, path) -> Path:
 
     table = _table(table_or_tracker)
     estimators = table.metadata["estimators"]
-    colours = _colours(table.metadata["layers"])
+    colours = _colours(_layers(table))
     quantities = (("h_t", "H(T)"), ("i_xt", "I(X;T)"), ("i_ty", "I(T;Y)"))
     fig, axes = _figure(len(quantities), len(estimators), size=(4.2, 3.4))
     for row, est in zip(axes, estimators):
@@ -172,7 +185,7 @@ def te_plane(table_or_tracker, path) -> Path:
     if not series:
         raise ValueError("table_or_tracker has no transfer-entropy rows: track with transfer_entropy=LayerTE(...) "
                          "and train between steps (TE is measured on the training samples fed in train mode)")
-    colours = _colours(table.metadata["layers"])
+    colours = _colours(_layers(table))
     fig, axes = _figure(1, size=(6.0, 4.6))
     ax = axes[0][0]
     floor_x = [r["value"] for r in table.values("te_x_floor", TE_ESTIMATOR)]
@@ -349,6 +362,13 @@ def similarity_heatmap(result, path) -> Path:
     mutual kNN and normalized MI, below 0 where a debiased value is;
     the values' range for HSIC). Labels shrink with the number of layers,
     so 60 stay readable."""
+    fig = similarity_figure(result)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def similarity_figure(result):
+    """The picture of ``similarity_heatmap`` as a matplotlib ``Figure``."""
     matrix = getattr(result, "matrix", None)
     if matrix is None or not hasattr(result, "layers"):
         raise ValueError(f"result must be a SimilarityMap from pyfastent.nn.layer_similarity, got "
@@ -372,5 +392,4 @@ def similarity_heatmap(result, path) -> Path:
     ax.set_ylabel(f"{meta.get('model', 'model')} layer")
     ax.set_xlabel(f"{meta.get('other') or meta.get('model', 'model')} layer")
     ax.set_title(f"{label}, N = {meta.get('n')}", fontsize=9)
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return fig

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -12,54 +12,18 @@ from pyfastent import _checks, distributed
 from pyfastent._version import __version__
 from pyfastent.estimate import Estimate
 from pyfastent.estimators import Discrete, LogDet, Renyi
+from pyfastent.nn.sinks import Fanout, check_sinks
 from pyfastent.nn.hooks import select_layers
 from pyfastent.nn.inputs import Probe
 from pyfastent.nn.sequence import block_layers, point_descriptions, resolve_pooling
 from pyfastent.nn.similarity import LayerSimilarity, map_of_step
 from pyfastent.nn.measure import measure_layers
 from pyfastent.nn.variables import choose_x, default_estimators, layer_variable, x_for_defaults
-from pyfastent.nn.table import PlaneTable, StepLog, metric_values
-from pyfastent.nn.training_hooks import INPUT, TrainingRecorder
-from pyfastent.nn.transfer import TrainingSeries, binarized, mean_pairwise_te, neuron_grid, pairwise_te, sampled_te
-from pyfastent.significance import permutation_test
+from pyfastent.nn.table import PlaneTable, StepLog, metric_values, run_differences
+from pyfastent.nn.training_hooks import TrainingRecorder
+from pyfastent.nn.transfer import TE_ESTIMATOR, LayerTE, TrainingSeries, layer_te_values
 from pyfastent.variable import Variable
 from pyfastent.widths import Smoothed
-
-TE_ESTIMATOR = "binary-te"  # the estimator column of layer transfer-entropy rows
-
-
-@dataclass(frozen=True)
-class LayerTE:
-    """Options of layer transfer entropy (Moldovan, Cataron & Andonie).
-
-    Args:
-        window: how many of the most recent training samples form the series.
-        threshold: θ of the binarization |a| ≥ θ (the last layer, the
-            network output, is binarized as softmax p ≥ 0.9).
-        max_pairs: neuron pairs evaluated per layer pair, at most: a random
-            grid of target and source neurons.
-        lag: source-target delay in samples.
-        seed: seed of the pair sampling and of the noise floor's shuffles.
-        floor_permutations: time shuffles of the source behind the TE
-            plane's noise floor (``te_x_floor``, ``te_y_floor``: the null
-            mean of ``pyfastent.permutation_test``) and its p-values
-            (``te_x_p``, ``te_y_p``; at least 1/(1 + floor_permutations)).
-    """
-
-    window: int = 1000
-    threshold: float = 0.5
-    max_pairs: int = 4096
-    lag: int = 1
-    seed: int = 0
-    floor_permutations: int = 4
-
-    def __post_init__(self):
-        _checks.positive_int("window", self.window)
-        _checks.positive_number("threshold", self.threshold)
-        _checks.positive_int("max_pairs", self.max_pairs)
-        _checks.positive_int("lag", self.lag)
-        _checks.positive_int("floor_permutations", self.floor_permutations)
-
 
 class InformationPlane:
     """Tracks H(T), I(X;T) and I(T;Y) of every layer over training.
@@ -113,6 +77,12 @@ class InformationPlane:
         resume: continue an existing ``log`` (written by the same settings)
             instead of refusing to touch it: its rows are loaded, step
             numbers and smoothed widths continue from its last step.
+        sinks: loggers that receive the metadata once and every measured
+            step's rows after it is in the table and log (and similarity maps
+            through ``write_matrix``): ``TensorBoardSink``, ``WandbSink``,
+            ``MLflowSink`` of ``pyfastent.integrations``, or any object with
+            their methods (``pyfastent.nn.sinks``). A sink that
+            raises warns once and never stops the step. Rank 0 only writes.
         progress: a progress bar per measured step (``None``: only when
             stderr is a terminal).
         method: the default Rényi estimator's ``method`` (``"auto"``,
@@ -136,7 +106,7 @@ class InformationPlane:
                  channels: bool = False, sigma_smoothing: float | None = None, transfer_entropy=None,
                  log=None, resume: bool = False, progress: bool | None = None, method: str | None = None,
                  batch_size: int | None = None, memory_budget=None, train_mode: bool = False,
-                 pooling: str = "auto", x_variable=None, similarity=None):
+                 pooling: str = "auto", x_variable=None, similarity=None, sinks=None):
         self.model = model
         self._probe = Probe(x_probe, y_probe, batch_size, name="x_probe", label_name="y_probe")
         self.x_probe, self.y_probe = x_probe, _probe_labels(self._probe)
@@ -177,11 +147,13 @@ class InformationPlane:
         self._series = TrainingSeries(self.te.window) if self.te else None
         self._recorder = None
         self.table = PlaneTable(self._metadata())
+        self._sinks = Fanout(check_sinks(sinks) if distributed.is_root() else ())
         self._log = None
         if log is not None:
             logged = distributed.from_root(lambda: self._open_log(log, resume), "opening the log")
             if logged:
                 self._continue_from(logged)
+        self._sinks.call("write_metadata", self.table.metadata)
         if self.te and distributed.is_root():  # the series of rank 0's training samples (see step)
             self._attach_te_hooks()
 
@@ -190,15 +162,39 @@ class InformationPlane:
         self._log = StepLog(log, self.table.metadata, resume)
         return self._log.rows
 
-    def _continue_from(self, rows: list) -> None:
-        """Take up a resumed log: its rows, the next step number, the last widths."""
-        self.table.rows.extend(rows)
+    def _continue_from(self, rows: list, calls: int | None = None) -> None:
+        """Take up a resumed log or a saved state: its rows, the calls counted
+        (from a log: as if the last measured step were the last call), the last widths."""
+        self.table.rows[:] = rows
+        self._sigma.clear()
+        if not rows:
+            self._calls = calls or 0
+            return
         last = max(r["step"] for r in rows)
-        self._calls = last + self.every  # the next call measures, as step last + every
+        self._calls = last + self.every if calls is None else calls  # a log's next call measures step last + every
         index = {e.label: i for i, e in enumerate(self.estimators)}
         for r in rows:
             if r["step"] == last and r["quantity"] == "sigma" and r["estimator"] in index:
                 self._sigma[(index[r["estimator"]], r["layer"])] = r["value"]
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to continue this tracker: the calls
+        counted, the rows (the smoothed widths follow from them), ``passes``
+        and the metadata, checked on loading. Transfer entropy's window of
+        training samples is not kept: it fills again after loading."""
+        return {"metadata": self.table.metadata, "calls": self._calls, "rows": [dict(r) for r in self.rows],
+                "passes": dict(self.passes)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state_dict()`` of a tracker of the same settings:
+        its rows replace this tracker's, and step numbers go on from its calls."""
+        if not isinstance(state, dict) or not {"metadata", "calls", "rows"} <= set(state):
+            raise ValueError("state must be a dict from InformationPlane.state_dict()")
+        differ = run_differences(state["metadata"], self.table.metadata)
+        if differ:
+            raise ValueError(f"state belongs to another tracker ({differ})")
+        self._continue_from([dict(r) for r in state["rows"]], int(state["calls"]))
+        self.passes = {int(k): v for k, v in state.get("passes", {}).items()}
 
     def _metadata(self) -> dict:
         n_probe = int(torch.as_tensor(self.y_probe).shape[0])
@@ -235,9 +231,10 @@ class InformationPlane:
                                           lambda: self.model.training and not self._measuring, x_layer)
 
     def close(self):
-        """Remove the training hooks (transfer entropy)."""
+        """Remove the training hooks (transfer entropy) and close the sinks."""
         if self._recorder is not None:
             self._recorder.remove()
+        self._sinks.call("close")
 
     @property
     def rows(self) -> list:
@@ -264,14 +261,20 @@ class InformationPlane:
                     new.append(self._row(base, r["layer"], r["estimator"], f"{quantity}_se", r[quantity].stderr,
                                          metrics))
         new += self._sigma_rows(base, sigmas, metrics)
-        if self.similarity and (step // self.every) % self.similarity.every == 0:
-            new += self._similarity_rows(base, metrics)
         if self.te:
             te_rows = distributed.from_root(lambda: self._te_rows(base, metrics), "measuring transfer entropy")
             new += [{**r, **metrics} for r in te_rows]  # each rank's own metrics, as on its other rows
+        similarity = None
+        if self.similarity and (step // self.every) % self.similarity.every == 0:
+            similarity = self._measure_similarity()
+        cells = [] if similarity is None else self._similarity_rows(base, similarity, metrics)
         if self._log is not None:
-            self._log.append(step, new)
-        self.table.rows.extend(new)
+            self._log.append(step, new + cells)
+        self.table.rows.extend(new + cells)
+        self._sinks.call("write_rows", new, step)
+        if similarity is not None:
+            self._sinks.call("write_matrix", self.similarity.label, similarity.matrix, similarity.layers,
+                             similarity.other_layers, step)
         return True
 
     def _measure(self, step):
@@ -287,14 +290,16 @@ class InformationPlane:
                              "sliced_layers": measured.sliced}
         return measured.rows, measured.order, measured.sigmas
 
-    def _similarity_rows(self, base, metrics) -> list:
+    def _measure_similarity(self):
         self._measuring = True  # its passes are not training samples
         try:
-            result = self.similarity.measure_map(self.model, self.x_probe, self.layers, pooling=self.pooling,
-                                                 batch_size=self.batch_size, memory_budget=self.memory_budget,
-                                                 train_mode=self.train_mode, progress=self.progress)
+            return self.similarity.measure_map(self.model, self.x_probe, self.layers, pooling=self.pooling,
+                                               batch_size=self.batch_size, memory_budget=self.memory_budget,
+                                               train_mode=self.train_mode, progress=self.progress)
         finally:
             self._measuring = False
+
+    def _similarity_rows(self, base, result, metrics) -> list:
         return [{**self._row(base, r["layer"], self.similarity.label, "similarity", r["value"], metrics),
                  "other_layer": r["other_layer"]} for r in result.rows]
 
@@ -328,43 +333,8 @@ class InformationPlane:
         return rows
 
     def _te_rows(self, base, metrics) -> list:
-        series = self._series.series()
-        if INPUT not in series or series[INPUT].shape[0] < self.te.lag + 2:
-            return []  # no training samples seen since the last measurement
-        bits = binarized(series, self.te.threshold, softmax_output=True)
-        g = torch.Generator().manual_seed(self.te.seed)
-        names = list(bits)
-        output = names[-1]
-
-        def te(src, dst, floor=False):
-            if not floor:
-                return sampled_te(bits[src], bits[dst], self.te.max_pairs, self.te.lag, g)
-            source, target = neuron_grid(bits[src], bits[dst], self.te.max_pairs, g)
-            null = permutation_test(mean_pairwise_te, source, target, lag=self.te.lag,
-                                    n_permutations=self.te.floor_permutations, seed=self.te.seed)
-            return pairwise_te(source, target, self.te.lag), null
-
-        rows = []
-
-        def add(layer, quantity, value):
-            rows.append(self._row(base, layer, TE_ESTIMATOR, quantity, value, metrics))
-
-        for prev, layer in zip(names[:-1], names[1:]):
-            inflow = te(prev, layer)
-            add(layer, "te_in_mean", inflow.mean())
-            add(layer, "te_in_sum", inflow.sum())
-            add(layer, "te_in_pairs", inflow.numel())
-            to_layer, null = te(INPUT, layer, floor=True)
-            add(layer, "te_x", to_layer.mean())
-            add(layer, "te_x_floor", null.null_mean)
-            add(layer, "te_x_p", null.p_value)
-            if layer != output:
-                from_layer, null = te(layer, output, floor=True)
-                add(layer, "te_y", from_layer.mean())
-                add(layer, "te_y_floor", null.null_mean)
-                add(layer, "te_y_p", null.p_value)
-        self._series.clear()
-        return rows
+        return [self._row(base, layer, TE_ESTIMATOR, quantity, value, metrics)
+                for layer, quantity, value in layer_te_values(self.te, self._series)]
 
     def save(self, path):
         """Write the table (``.csv`` or ``.jsonl``) with its metadata header

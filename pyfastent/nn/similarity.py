@@ -142,8 +142,12 @@ def map_of_step(rows: list, label: str, step: int | None = None) -> SimilarityMa
                          f"{sorted({r['step'] for r in mine})})")
     layers = list(dict.fromkeys(a for a, _ in cells))
     matrix = torch.tensor([[cells[(a, b)] for b in layers] for a in layers], dtype=torch.float64)
-    return SimilarityMap(matrix, layers, layers, label.split("(")[0].replace("nmi", "mi"),
-                         {"label": label, "step": step})
+    return SimilarityMap(matrix, layers, layers, measure_of_label(label), {"label": label, "step": step})
+
+
+def measure_of_label(label: str) -> str:
+    """The measure (``"cka"``, ``"hsic"``, ``"mknn"``, ``"mi"``) of a ``LayerSimilarity.label``."""
+    return label.split("(")[0].replace("nmi", "mi")
 
 
 @dataclass(frozen=True)

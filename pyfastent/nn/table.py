@@ -180,7 +180,10 @@ class StepLog:
                 raise ValueError(f"log {str(self.path)!r} already exists: pass resume=True to continue it, "
                                  "or choose another path")
             old_meta, self.rows = read_log(self.path)
-            _check_same_run(self.path, old_meta, metadata)
+            differ = run_differences(old_meta, metadata)
+            if differ:
+                raise ValueError(f"log {str(self.path)!r} belongs to another run ({differ}); resume it with the same "
+                                 "settings or log to another path")
             self._truncate_torn_tail()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,13 +278,11 @@ def _by_step(rows: list) -> list:
 _VOLATILE = ("pyfastent", "torch")
 
 
-def _check_same_run(path: Path, old: dict, new: dict) -> None:
+def run_differences(old: dict, new: dict) -> str:
+    """How two runs' metadata differ (up to three keys, versions aside); empty when they agree."""
     keys = sorted((set(old) | set(new)) - set(_VOLATILE))
     differ = [k for k in keys if _normalized(old.get(k)) != _normalized(new.get(k))]
-    if differ:
-        shown = "; ".join(f"{k}: log has {old.get(k)!r}, this run {new.get(k)!r}" for k in differ[:3])
-        raise ValueError(f"log {str(path)!r} belongs to another run ({shown}); resume it with the same settings "
-                         "or log to another path")
+    return "; ".join(f"{k}: saved {old.get(k)!r}, this run {new.get(k)!r}" for k in differ[:3])
 
 
 def _normalized(value):

@@ -27,9 +27,8 @@ from torch import nn
 from pyfastent._warnings import HookWarning
 from pyfastent.nn import sequence
 from pyfastent.nn.hooks import hidden_state, hook_layer
-from pyfastent.nn.transfer import TrainingSeries
+from pyfastent.nn.transfer import INPUT, TrainingSeries
 
-INPUT = "input"  # the series of the variable X
 
 
 class TrainingRecorder:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 
 import torch
 
 from pyfastent import _checks
 from pyfastent.measures import transfer_entropy
+from pyfastent.significance import permutation_test
 
 SOFTMAX_THRESHOLD = 0.9
+INPUT = "input"  # the series of the variable X
 
 
 def binarize(activation: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -184,3 +187,73 @@ class TrainingSeries:
 
     def clear(self) -> None:
         self._chunks.clear()
+
+
+TE_ESTIMATOR = "binary-te"  # the estimator column of layer transfer-entropy rows
+
+
+@dataclass(frozen=True)
+class LayerTE:
+    """Options of layer transfer entropy (Moldovan, Cataron & Andonie).
+
+    Args:
+        window: how many of the most recent training samples form the series.
+        threshold: θ of the binarization |a| ≥ θ (the last layer, the
+            network output, is binarized as softmax p ≥ 0.9).
+        max_pairs: neuron pairs evaluated per layer pair, at most: a random
+            grid of target and source neurons.
+        lag: source-target delay in samples.
+        seed: seed of the pair sampling and of the noise floor's shuffles.
+        floor_permutations: time shuffles of the source behind the TE
+            plane's noise floor (``te_x_floor``, ``te_y_floor``: the null
+            mean of ``pyfastent.permutation_test``) and its p-values
+            (``te_x_p``, ``te_y_p``; at least 1/(1 + floor_permutations)).
+    """
+
+    window: int = 1000
+    threshold: float = 0.5
+    max_pairs: int = 4096
+    lag: int = 1
+    seed: int = 0
+    floor_permutations: int = 4
+
+    def __post_init__(self):
+        _checks.positive_int("window", self.window)
+        _checks.positive_number("threshold", self.threshold)
+        _checks.positive_int("max_pairs", self.max_pairs)
+        _checks.positive_int("lag", self.lag)
+        _checks.positive_int("floor_permutations", self.floor_permutations)
+
+
+def layer_te_values(te: LayerTE, series: TrainingSeries) -> list:
+    """One measured step of layer transfer entropy over the training
+    samples recorded since the last (``InformationPlane``'s TE rows), as
+    (layer, quantity, value); empties ``series``. Nothing when fewer than
+    lag + 2 samples were recorded."""
+    recorded = series.series()
+    if INPUT not in recorded or recorded[INPUT].shape[0] < te.lag + 2:
+        return []
+    bits = binarized(recorded, te.threshold, softmax_output=True)
+    g = torch.Generator().manual_seed(te.seed)
+    names = list(bits)
+    output = names[-1]
+
+    def with_floor(src, dst):
+        source, target = neuron_grid(bits[src], bits[dst], te.max_pairs, g)
+        null = permutation_test(mean_pairwise_te, source, target, lag=te.lag, n_permutations=te.floor_permutations,
+                                seed=te.seed)
+        return pairwise_te(source, target, te.lag), null
+
+    out = []
+    for prev, layer in zip(names[:-1], names[1:]):
+        inflow = sampled_te(bits[prev], bits[layer], te.max_pairs, te.lag, g)
+        out += [(layer, "te_in_mean", inflow.mean()), (layer, "te_in_sum", inflow.sum()),
+                (layer, "te_in_pairs", inflow.numel())]
+        to_layer, null = with_floor(INPUT, layer)
+        out += [(layer, "te_x", to_layer.mean()), (layer, "te_x_floor", null.null_mean), (layer, "te_x_p", null.p_value)]
+        if layer != output:
+            from_layer, null = with_floor(layer, output)
+            out += [(layer, "te_y", from_layer.mean()), (layer, "te_y_floor", null.null_mean),
+                    (layer, "te_y_p", null.p_value)]
+    series.clear()
+    return out

@@ -12,7 +12,7 @@ from pyfastent import data, models, plot
 from pyfastent.estimators import Discrete
 from pyfastent.measures import transfer_entropy
 from pyfastent.nn import InformationPlane, LayerTE
-from pyfastent.nn.plane import TE_ESTIMATOR
+from pyfastent.nn.transfer import TE_ESTIMATOR
 from pyfastent.nn.train import train_classifier
 from pyfastent.reproduce._report import Report, Settings, describe_settings, spearman, write_csv
 from pyfastent.significance import permutation_test

@@ -196,3 +196,42 @@ def test_labels_are_short_and_reprs_are_in_the_metadata():
     tracker.step()
     assert {r["estimator"] for r in tracker.rows} == {"renyi(a=1.01,s=1)", "logdet(b=5,cov)"}
     assert tracker.table.metadata["estimator_reprs"]["logdet(b=5,cov)"] == repr(tracker.estimators[1])
+
+
+
+def test_state_dict_continues_a_tracker_as_if_never_stopped():
+    """A tracker rebuilt from ``state_dict`` (as a checkpoint restores it)
+    measures the same steps, numbers and smoothed widths as one that ran on."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(60, 4, generator=g), torch.randint(0, 3, (60,), generator=g)
+    opt = torch.optim.SGD(net.parameters(), lr=0.2)
+
+    def make(every=2):
+        return pnn.InformationPlane(net, x, y, estimators=(pf.Renyi(),), every=every, sigma_smoothing=0.5,
+                                    progress=False)
+
+    def train():
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    whole = make()
+    for epoch in range(3):  # measures steps 0 and 2
+        train()
+        whole.step(epoch=epoch)
+    state = whole.state_dict()
+    restored = make()
+    restored.load_state_dict(state)
+    assert restored.rows == whole.rows and restored.passes == whole.passes
+    for epoch in (3, 4):
+        train()
+        assert whole.step(epoch=epoch) == restored.step(epoch=epoch) == (epoch == 4)
+    assert restored.rows == whole.rows
+    assert max(r["step"] for r in restored.rows if r["quantity"] == "sigma") == 4
+    with pytest.raises(ValueError, match="state belongs to another tracker.*every"):
+        make(every=3).load_state_dict(state)
+    with pytest.raises(ValueError, match="state must be a dict"):
+        make().load_state_dict({"rows": []})
