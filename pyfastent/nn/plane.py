@@ -1,6 +1,7 @@
 """Information-plane tracking during training (DESIGN.md 3.6)."""
 from __future__ import annotations
 
+import json
 import numbers
 from dataclasses import asdict
 from pathlib import Path
@@ -181,9 +182,11 @@ class InformationPlane:
         """What a checkpoint needs to continue this tracker: the calls
         counted, the rows (the smoothed widths follow from them), ``passes``
         and the metadata, checked on loading. Transfer entropy's window of
-        training samples is not kept: it fills again after loading."""
-        return {"metadata": self.table.metadata, "calls": self._calls, "rows": [dict(r) for r in self.rows],
-                "passes": dict(self.passes)}
+        training samples is not kept: it fills again after loading. Plain
+        JSON types only, so a checkpoint holding it loads with
+        ``torch.load(weights_only=True)``."""
+        state = {"metadata": self.table.metadata, "calls": self._calls, "rows": self.rows, "passes": self.passes}
+        return json.loads(json.dumps(state, default=str))
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state_dict()`` of a tracker of the same settings:
@@ -216,7 +219,7 @@ class InformationPlane:
                            "label": self.similarity.label} if self.similarity else None,
             "label_entropy_bits": Discrete().entropy(self.y_probe),
             "pyfastent": __version__,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),  # a plain str: checkpoints load with weights_only
         }
 
     def _attach_te_hooks(self):

@@ -250,7 +250,8 @@ def layer_te_values(te: LayerTE, series: TrainingSeries) -> list:
         out += [(layer, "te_in_mean", inflow.mean()), (layer, "te_in_sum", inflow.sum()),
                 (layer, "te_in_pairs", inflow.numel())]
         to_layer, null = with_floor(INPUT, layer)
-        out += [(layer, "te_x", to_layer.mean()), (layer, "te_x_floor", null.null_mean), (layer, "te_x_p", null.p_value)]
+        out += [(layer, "te_x", to_layer.mean()), (layer, "te_x_floor", null.null_mean),
+                (layer, "te_x_p", null.p_value)]
         if layer != output:
             from_layer, null = with_floor(layer, output)
             out += [(layer, "te_y", from_layer.mean()), (layer, "te_y_floor", null.null_mean),

@@ -48,6 +48,25 @@ def track(sinks, steps=3, log=None, **options):
     return tracker
 
 
+class Kept:
+    """A sink that keeps what it is given."""
+
+    def __init__(self):
+        self.metadata, self.rows, self.matrices, self.closed = None, [], [], False
+
+    def write_metadata(self, metadata):
+        self.metadata = metadata
+
+    def write_rows(self, rows, step):
+        self.rows.append((step, rows))
+
+    def write_matrix(self, name, matrix, row_labels, column_labels, step):
+        self.matrices.append((name, step, matrix, row_labels, column_labels))
+
+    def close(self):
+        self.closed = True
+
+
 def scalar_rows(tracker) -> list:
     return [r for r in tracker.rows if r["quantity"] != "similarity"]
 

@@ -13,7 +13,7 @@ import torch
 import pyfastent.nn as pnn
 from pyfastent.integrations import Keys, SinkWarning, key_part
 
-from logged import scalar_rows, track, wandb_config, wandb_history
+from logged import Kept, scalar_rows, track, wandb_config, wandb_history
 
 WORST = ["conv1#2", "act_2", "I(X;T)", "renyi(a=1.01,knn10)", "logdet(b=6400,covariance)", "cka(linear,debiased)",
          "model.layers.0.self_attn", "embedding output", "a/b", "..", ".", "", "α=1", "x" * 3 + "//", "-"]
@@ -199,23 +199,6 @@ class Broken:
         pass
 
 
-class Kept:
-    def __init__(self):
-        self.metadata, self.rows, self.matrices, self.closed = None, [], [], False
-
-    def write_metadata(self, metadata):
-        self.metadata = metadata
-
-    def write_rows(self, rows, step):
-        self.rows.append((step, rows))
-
-    def write_matrix(self, name, matrix, row_labels, column_labels, step):
-        self.matrices.append((name, step, matrix, row_labels, column_labels))
-
-    def close(self):
-        self.closed = True
-
-
 def test_a_failing_sink_warns_once_and_loses_no_step(tmp_path):
     broken, kept = Broken(), Kept()
     with warnings.catch_warnings(record=True) as caught:
@@ -262,3 +245,16 @@ def test_a_logger_without_an_active_run_is_refused(monkeypatch):
     assert mlflow.active_run() is None
     with pytest.raises(ValueError, match="run: no active MLflow run"):
         MLflowSink()
+
+
+@pytest.mark.parametrize("module, missing, extra", [
+    ("pyfastent.integrations.lightning", ("lightning", "lightning.pytorch", "pytorch_lightning"), "lightning"),
+    ("pyfastent.integrations.transformers", ("transformers",), "transformers")])
+def test_a_missing_framework_names_its_extra(monkeypatch, module, missing, extra):
+    import importlib
+
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=re.escape(f'pip install "pyfastent[{extra}]"')):
+        importlib.import_module(module)
