@@ -13,7 +13,7 @@ The permutation test: 200 permutations of Rényi MI between two continuous
 variables (X of 20 dimensions and a noisy tanh layer of width 64, kNN
 widths), N = 512.
 
-pyfastent, called the two ways the README shows:
+pyfastent, called the two ways the estimators guide (docs/guides/estimators.md) shows:
 - ``per call``: ``pf.mutual_information(x, t, estimator=Renyi(...))`` and
   ``pf.mutual_information(t, y, estimator=Renyi(...))`` for each layer, a
   new estimator object in every call, as a loop is written; what one call

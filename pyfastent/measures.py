@@ -272,7 +272,7 @@ def transfer_entropy(source, target, estimator=None, k: int = 1, l: int = 1, lag
 
     Args:
         source, target: time-major series of shape (T,) or (T, n) (n
-            channels observed together); ``Variable``s carry their options
+            channels observed together); ``Variable`` objects carry their options
             to the embedded histories. Integer/bool series are discrete.
         estimator: any estimator; ``Renyi()`` by default.
         k: target history length ≥ 1.

@@ -124,7 +124,7 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet-18 (He et al., "Deep Residual Learning for Image Recognition",
     2016) with torchvision's module names: ``conv1``, ``bn1``, ``relu``,
-    (``maxpool``), ``layer1`` … ``layer4`` of two ``BasicBlock``s each,
+    (``maxpool``), ``layer1`` … ``layer4`` of two ``BasicBlock`` modules each,
     ``avgpool``, ``fc``. See ``resnet18``."""
 
     def __init__(self, width: float, classes: int, stem: str, in_channels: int):

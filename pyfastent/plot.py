@@ -221,6 +221,8 @@ def pid_curves(rows: list, path) -> Path:
     """
     if not rows:
         raise ValueError("rows is empty: compute feature_map_pid first")
+    if any("layer" not in r or "epoch" not in r for r in rows):
+        raise ValueError("rows: each row needs 'layer' and 'epoch' keys added to feature_map_pid's output")
     from matplotlib.ticker import MaxNLocator
 
     layers = list(dict.fromkeys(r["layer"] for r in rows))

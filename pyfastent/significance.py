@@ -76,7 +76,8 @@ def permutation_test(measure, *args, n_permutations: int = 200, seed: int = 0, a
         measure: ``pf.mutual_information``, ``pf.conditional_mutual_information``,
             ``pf.pid``, ``pf.transfer_entropy``, or any callable returning a
             number (its argument is then permuted as a tensor along axis 0).
-        *args, **kwargs: what ``measure`` takes (``estimator=`` included).
+        *args: the positional arguments of ``measure``.
+        **kwargs: its keyword arguments (``estimator=`` included).
         n_permutations: size of the null sample.
         seed: seed of the permutations.
         argument: index in ``args`` of the argument to permute; default:

@@ -234,7 +234,7 @@ def neighbours(name: str, x: torch.Tensor, k: int, metric: str) -> torch.Tensor:
 
 def mutual_knn(x, y, k: int = 10, metric: str = "cosine") -> float:
     """Mutual nearest-neighbour alignment (Huh, Cheung, Wang & Isola, ICML 2024):
-    the mean over samples of |N_k^X(i) ∩ N_k^Y(i)|/k, N_k(i) the k nearest
+    the mean over samples of ``|N_k^X(i) ∩ N_k^Y(i)|/k``, N_k(i) the k nearest
     other samples of i in each representation.
 
     Args:

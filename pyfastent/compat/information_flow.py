@@ -13,6 +13,7 @@ does that a user would not expect, and the one place where these differ
 
 That code's conventions, reproduced here, differ from pyfastent's own
 token-level measures (``pyfastent.prompt_entropy``, ``dataset_entropy``):
+
 - it clamps the Gram matrix (or, with more tokens than dimensions, the
   D × D matrix) at 0 elementwise before the spectrum, so its matrix is not
   the linear kernel of the tokens any more (nor always positive
@@ -24,6 +25,7 @@ token-level measures (``pyfastent.prompt_entropy``, ``dataset_entropy``):
 - its dataset entropy pools the token-centred, normalized states (the
   output of ``normalize``), where ``dataset_entropy`` pools the raw states
   and normalizes the pooled vectors.
+
 Where that code would divide by zero (a row equal to its mean in
 ``normalize``), these functions raise a ValueError instead of returning NaN.
 """
@@ -78,7 +80,7 @@ def compute_entropy(hidden_states, alpha=1, normalizations=["maxEntropy"]):  # n
     max(Hᵀ·H, 0) when N > D), normalized each way asked.
 
     Args:
-        hidden_states: [L, N, D], each layer's rows already ``normalize``d.
+        hidden_states: [L, N, D], each layer's rows already through ``normalize``.
         alpha: the order α.
         normalizations: names from ``entropy_normalization``.
 
@@ -201,7 +203,7 @@ def compute_infonce(hidden_states, temperature=0.1):
 
 def compute_curvature(hidden_states, k=1):
     """Per layer, that code's curvature of one prompt [L, n_tokens, D]
-    (rows already ``normalize``d): the mean over i of arccos(h_i · h_{i+k}),
+    (rows already through ``normalize``): the mean over i of arccos(h_i · h_{i+k}),
     the angle between the normalized *states* i and i + k, not between the
     steps of the trajectory; 0 when n_tokens ≤ k.
 

@@ -8,12 +8,14 @@ every function divides by the trace itself. Results are float64 0-d tensors
 in nats (``vonNeumannEntropy``: bits), as repitl returns them.
 
 Conventions that differ from repitl's code, deliberately:
+
 - eigenvalues within round-off of zero (λ ≤ N·ε·λ_max) count as 0, where
   repitl keeps every positive one; the two agree except for α < 1 on
   matrices with eigenvalues at round-off level;
 - a K that is not positive semidefinite is a ValueError, where repitl
   silently drops its negative eigenvalues;
 - spectra are always float64.
+
 Not offered: ``schattenDivergence`` (a stub that returns None in repitl) and
 ``repMutualInformation`` (it reads the built-in ``type`` as a variable and
 fails on every call in repitl 1.0.7).

@@ -14,7 +14,7 @@ relative to the largest distance; the automatic σ is the mean of the first
 ``n_n`` entries of each sorted row of that matrix, the zero self-distance
 included. Differences: eigenvalues below round-off (N·ε·λ_max) count as 0
 and a matrix that is not positive semidefinite is a ValueError, where the
-original sums |λ|^α over all eigenvalues (the same for Gram matrices); α = 1
+original sums ``|λ|^α`` over all eigenvalues (the same for Gram matrices); α = 1
 gives the von Neumann limit instead of dividing by zero.
 """
 from __future__ import annotations

@@ -172,7 +172,7 @@ class Estimator(abc.ABC):
         """Joint entropy of the given variables, in units of ``base``.
 
         Args:
-            *variables: one or more (N, ...) tensors/arrays, ``Variable``s or
+            *variables: one or more (N, ...) tensors/arrays, ``Variable`` objects or
                 ``Prepared`` values, all with the same N.
         """
         if not variables:

@@ -46,7 +46,7 @@ class Plan:
         single: the whole probe set is one batch: layers are reduced as
             they fire, and their rows are never held.
         groups: what each pass holds, in firing order: layer names, and
-            ``Slice``s of the layers held in slices.
+            ``Slice`` objects of the layers held in slices.
         batch_size: the batch size used for a tensor or dict probe.
         rows_budget: ``f(n)``: bytes the held rows of one group may take
             when the probe has n samples (a loader without a length is

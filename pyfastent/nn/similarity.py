@@ -171,7 +171,7 @@ def layer_similarity(model: nn.Module, probe, other: nn.Module | None = None, me
     ``model`` (rows) with ``other`` (columns), on the same probe samples.
 
     Args:
-        model, other: ``nn.Module``s taking the same inputs; both run in eval
+        model, other: ``nn.Module`` objects taking the same inputs; both run in eval
             mode (``train_mode=True``: in their own) and get every
             submodule's mode back.
         probe: (N, ...) inputs, a dict of them, or a re-iterable of batches

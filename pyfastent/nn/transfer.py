@@ -2,7 +2,7 @@
 "Information Plane Analysis Visualization in Deep Learning via Transfer
 Entropy" (2023/2024), DESIGN.md 3.5.
 
-Each neuron's output is binarized per sample (|a| ≥ θ; softmax outputs
+Each neuron's output is binarized per sample (``|a| ≥ θ``; softmax outputs
 p ≥ 0.9), consecutive training samples are the time axis, and the plug-in
 TE_{S→T} = I(T_{t+1}; S_{t+1−lag} | T_t) (history 1, JIDT conventions) is
 computed for neuron pairs between layers, in bits.
@@ -24,7 +24,7 @@ INPUT = "input"  # the series of the variable X
 
 
 def binarize(activation: torch.Tensor, threshold: float) -> torch.Tensor:
-    """|a| ≥ θ per neuron: (T, ...) -> (T, n) bool, trailing dims flattened."""
+    """``|a| ≥ θ`` per neuron: (T, ...) -> (T, n) bool, trailing dims flattened."""
     return activation.reshape(activation.shape[0], -1).abs() >= threshold
 
 
@@ -107,7 +107,7 @@ def layer_transfer_entropy(series, threshold: float = 0.5, softmax_output: bool 
         series: ordered mapping name -> (T, ...) activations, time on axis 0
             (consecutive training samples), e.g. the input first and the
             network output last.
-        threshold: θ of |a| ≥ θ.
+        threshold: θ of ``|a| ≥ θ``.
         softmax_output: binarize the last entry as softmax probabilities
             ≥ 0.9 (the paper's rule for the output layer).
         max_pairs: evaluate at most this many neuron pairs per layer pair,
@@ -198,7 +198,7 @@ class LayerTE:
 
     Args:
         window: how many of the most recent training samples form the series.
-        threshold: θ of the binarization |a| ≥ θ (the last layer, the
+        threshold: θ of the binarization ``|a| ≥ θ`` (the last layer, the
             network output, is binarized as softmax p ≥ 0.9).
         max_pairs: neuron pairs evaluated per layer pair, at most: a random
             grid of target and source neurons.

@@ -35,7 +35,7 @@ def feature_centred(z: np.ndarray) -> np.ndarray:
 
 def token_kernels(x: torch.Tensor, real: torch.Tensor, members: torch.Tensor, size: int, prepare=centred_unit,
              tokens_side: bool = False) -> torch.Tensor:
-    """The linear kernels of ``prepare``d real rows (default: centred unit
+    """The linear kernels of real rows through ``prepare`` (default: centred unit
     rows) of the sequences ``members``, every layer: float64 [L·b, k, k]
     (layer-major), k = size on the tokens side, or D when size > D and not
     ``tokens_side`` (the features side, Zᵀ·Z, with the same nonzero
