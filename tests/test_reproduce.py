@@ -237,3 +237,15 @@ def test_power_check_flow_has_the_closed_form_size():
     # At this window the plug-in estimate is within its bias (~1/(N ln 2) bits) of the closed form.
     assert abs(check["value"] - check["exact"]) < 0.002
     assert check["p"] < 0.05
+
+
+def test_transfer_entropy_binarizes_as_the_papers_code(quick_runs):
+    """The set-up of CNN-TE (issue 31): pre-activations |a| ≥ tr1 = 1.0, the
+    output as softmax ≥ tr2 = 0.9, each choice in the report with the line it follows."""
+    out, _ = quick_runs("transfer-entropy")
+    text = (out / "report.md").read_text()
+    assert "## The set-up, against the paper's code" in text
+    for line in ("xb[(xb <= -self.g1) | (xb >= self.g1)] = 1", "xb[xb >= self.g2] = 1", "shuffle=True", "te_length"):
+        assert line in text
+    assert set(pd.read_csv(out / "results.csv")["layer"]) == set(transfer_entropy.LAYERS)
+    assert transfer_entropy.LAYERS[:-1] == ["fc1", "fc2", "fc3", "fc4"]  # the linear maps before each tanh

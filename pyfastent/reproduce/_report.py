@@ -44,6 +44,7 @@ class Report:
     figures: list = field(default_factory=list)  # paths inside the output folder
     table: Path | None = None
     settings: dict = field(default_factory=dict)
+    setup: list = field(default_factory=list)  # Markdown bullets: each choice and the line of the paper or code it follows
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -53,6 +54,8 @@ class Report:
         settings = "\n".join(f"- {k}: {v}" for k, v in self.settings.items())
         pictures = "\n\n".join(f"![{p.stem}]({p.name})" for p in self.figures)
         measured = "\n\n".join(self.measured)
+        setup = "".join(f"- {line}\n" for line in self.setup)
+        setup = f"## The set-up, against the paper's code\n\n{setup}\n" if setup else ""
         text = f"""# {self.title}
 
 {self.paper}
@@ -65,7 +68,7 @@ class Report:
 
 {self.rule}
 
-## Settings
+{setup}## Settings
 
 {settings}
 
