@@ -9,7 +9,8 @@ from pyfastent.integrations.keys import Keys
 
 
 class CallbackWarning(UserWarning):
-    """A measurement after the first failed: training goes on without that step."""
+    """A measurement failed (the tracker could not be made, or its step
+    raised): training goes on without that step."""
 
 
 class TrackedSteps:
@@ -26,28 +27,31 @@ class TrackedSteps:
 
     def step(self, model, epoch) -> dict:
         """One call of the tracker's ``step``; {key: value} of the step's
-        scalar rows ({} when it did not measure). The first call raises what
-        goes wrong (the set-up is wrong); a later one warns and gives {}, so
-        a long training run never dies of its monitor."""
-        first = self.tracker is None
-        if first:
-            self.tracker = self._make(model)
-            if self.pending_state is not None:
-                self.tracker.load_state_dict(self.pending_state)
-                self.pending_state = None
-        before = len(self.tracker.rows)
+        scalar rows ({} when it did not measure). Whatever goes wrong, the
+        set-up included (the tracker is made here, inside the training loop),
+        is a ``CallbackWarning``, never an exception in the user's loop."""
         try:
-            measured = self.tracker.step(epoch=epoch)
+            tracker = self._tracker(model)
+            before = len(tracker.rows)
+            measured = tracker.step(epoch=epoch)
         except Exception as exc:
-            if first:
-                raise
-            del self.tracker.rows[before:]
             warnings.warn(f"the information plane was not measured at epoch {epoch} ({type(exc).__name__}: "
                           f"{exc}); training goes on", CallbackWarning, stacklevel=3)
             return {}
         if not measured:
             return {}
-        return self.keys.values([r for r in self.tracker.rows[before:] if r["quantity"] != "similarity"])
+        return self.keys.values([r for r in tracker.rows[before:] if r["quantity"] != "similarity"])
+
+    def _tracker(self, model):
+        """The tracker, made (and given the saved state) on the first call."""
+        if self.tracker is None:
+            if model is None:
+                raise ValueError("the framework passed no model to the callback")
+            self.tracker = self._make(model)
+            if self.pending_state is not None:
+                self.tracker.load_state_dict(self.pending_state)
+                self.pending_state = None
+        return self.tracker
 
     def state_dict(self) -> dict:
         if self.tracker is None:

@@ -32,6 +32,9 @@ class InformationPlaneCallback(pl.Callback):
     neither the model's mode nor its gradients change. Its state (rows, step
     count, smoothed widths) is saved in checkpoints and restored when
     ``fit`` resumes from one.
+    A measurement that fails (the probe or options wrong, too little
+    memory) is a ``pyfastent.integrations.callback_core.CallbackWarning``:
+    training goes on without that step.
 
     Args:
         x_probe, y_probe: the fixed probe set (see ``InformationPlane``).

@@ -11,7 +11,6 @@ from pyfastent.nn.similarity import SimilarityMap, measure_of_label
 from pyfastent.nn.table import PlaneTable
 
 PLANE_KEY = "infoplane/plane"  # the information-plane figure's key
-TABLE_COLUMNS = ("step", "epoch", "layer", "estimator", "quantity", "value")
 
 
 class LoggerSink:
@@ -37,7 +36,7 @@ class LoggerSink:
         due = self.figure_every is not None and self._steps % self.figure_every == 0
         self._steps += 1
         figure = self._plane_figure() if due else None
-        self._log_rows(self.keys.values(rows), rows, figure, int(step))
+        self._log_rows(self.keys.values(rows), figure, int(step))
 
     def write_matrix(self, name: str, matrix, row_labels, column_labels, step: int) -> None:
         matrix = torch.as_tensor(matrix, dtype=torch.float64)  # [L, M]
@@ -56,14 +55,10 @@ class LoggerSink:
 
         return information_plane_figure(self.table)
 
-    def table_rows(self) -> list:
-        """The rows so far as lists in ``TABLE_COLUMNS`` order (for loggers' tables)."""
-        return [[r.get(c) for c in TABLE_COLUMNS] for r in self.table.rows]
-
     def _log_metadata(self, metadata: dict) -> None:
         raise NotImplementedError
 
-    def _log_rows(self, values: dict, rows: list, figure, step: int) -> None:
+    def _log_rows(self, values: dict, figure, step: int) -> None:
         raise NotImplementedError
 
     def _log_matrix(self, key: str, result: SimilarityMap, figure, step: int) -> None:

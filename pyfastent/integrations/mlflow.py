@@ -35,7 +35,7 @@ class MLflowSink(LoggerSink):
     def _log_metadata(self, metadata: dict) -> None:
         self._client.log_dict(self.run_id, metadata, "infoplane/metadata.json")
 
-    def _log_rows(self, values: dict, rows: list, figure, step: int) -> None:
+    def _log_rows(self, values: dict, figure, step: int) -> None:
         self._mlflow.log_metrics(values, step=step, run_id=self.run_id)
         if figure is not None:
             self._client.log_figure(self.run_id, figure, f"{PLANE_KEY}_step{step:06d}.png")

@@ -41,7 +41,7 @@ class TensorBoardSink(LoggerSink):
         text = json.dumps(metadata, indent=1, sort_keys=True)
         self.writer.add_text("infoplane/metadata", "\n".join("    " + line for line in text.splitlines()))
 
-    def _log_rows(self, values: dict, rows: list, figure, step: int) -> None:
+    def _log_rows(self, values: dict, figure, step: int) -> None:
         for key, value in values.items():
             self.writer.add_scalar(key, value, step)
         if figure is not None:

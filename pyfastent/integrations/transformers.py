@@ -20,6 +20,9 @@ class InformationPlaneCallback(_hf.TrainerCallback):
     which ``trainer_state.json`` keeps with each checkpoint. Probes may be
     dicts of model inputs with attention masks, as for ``InformationPlane``;
     the probe passes leave the model's mode and gradients alone.
+    A measurement that fails (the probe or options wrong, too little
+    memory) is a ``pyfastent.integrations.callback_core.CallbackWarning``:
+    training goes on without that step.
 
     Args:
         x_probe, y_probe: the fixed probe set (see ``InformationPlane``).
@@ -45,8 +48,6 @@ class InformationPlaneCallback(_hf.TrainerCallback):
         return self._steps.tracker
 
     def _measure(self, state, model) -> None:
-        if model is None:
-            raise ValueError("the Trainer passed no model to the callback")
         values = self._steps.step(model, state.epoch)
         if values and state.is_world_process_zero:
             state.log_history.append({**values, "epoch": state.epoch, "step": state.global_step})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 
 from pyfastent.integrations._imports import require
-from pyfastent.integrations.logger_sink import PLANE_KEY, TABLE_COLUMNS, LoggerSink
+from pyfastent.integrations.logger_sink import PLANE_KEY, LoggerSink
 
 
 class WandbSink(LoggerSink):
@@ -59,11 +59,15 @@ class WandbSink(LoggerSink):
     def _log_metadata(self, metadata: dict) -> None:
         self.run.config.update({"pyfastent": metadata}, allow_val_change=True)
 
-    def _log_rows(self, values: dict, rows: list, figure, step: int) -> None:
+    def _log_rows(self, values: dict, figure, step: int) -> None:
         if figure is not None:
-            values = {**values, PLANE_KEY: self._image(figure),
-                      "infoplane/rows": self._wandb.Table(columns=list(TABLE_COLUMNS), data=self.table_rows())}
+            values = {**values, PLANE_KEY: self._image(figure), "infoplane/rows": self._rows_table()}
         self._log(values, step)
+
+    def _rows_table(self):
+        """The rows so far, in the table's columns (the step's metrics included)."""
+        columns = self.table.columns
+        return self._wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in self.table.rows])
 
     def _log_matrix(self, key: str, result, figure, step: int) -> None:
         data = [[a, *map(float, result.matrix[i].tolist())] for i, a in enumerate(result.layers)]

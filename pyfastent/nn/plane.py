@@ -168,11 +168,10 @@ class InformationPlane:
         (from a log: as if the last measured step were the last call), the last widths."""
         self.table.rows[:] = rows
         self._sigma.clear()
-        if not rows:
-            self._calls = calls or 0
-            return
-        last = max(r["step"] for r in rows)
-        self._calls = last + self.every if calls is None else calls  # a log's next call measures step last + every
+        last = max((r["step"] for r in rows), default=None)
+        if calls is None:  # a log's next call measures step last + every
+            calls = 0 if last is None else last + self.every
+        self._calls = calls
         index = {e.label: i for i, e in enumerate(self.estimators)}
         for r in rows:
             if r["step"] == last and r["quantity"] == "sigma" and r["estimator"] in index:

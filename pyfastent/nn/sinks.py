@@ -48,8 +48,7 @@ class Fanout:
 
     def __init__(self, sinks: tuple):
         self.sinks = sinks
-        self._warned: set = set()
-        self.failures = {id(s): 0 for s in sinks}
+        self._failed: set = set()  # ids of the sinks already warned about
 
     def call(self, method: str, *args) -> None:
         for sink in self.sinks:
@@ -59,9 +58,8 @@ class Fanout:
             try:
                 fn(*args)
             except Exception as exc:  # a logger must never stop training
-                self.failures[id(sink)] += 1
-                if id(sink) not in self._warned:
-                    self._warned.add(id(sink))
+                if id(sink) not in self._failed:
+                    self._failed.add(id(sink))
                     warnings.warn(f"{type(sink).__name__}.{method} failed ({type(exc).__name__}: {exc}); the "
                                   "tracker goes on and keeps every step in its table and log; later failures "
                                   "of this sink are not reported", SinkWarning, stacklevel=3)

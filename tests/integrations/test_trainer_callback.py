@@ -114,6 +114,16 @@ def test_a_later_failure_warns_and_training_goes_on(tmp_path, monkeypatch):
     assert sorted({r["epoch"] for r in callback.tracker.rows}) == [1.0, 3.0]
 
 
+def test_a_probe_the_model_cannot_take_warns_and_training_goes_on(tmp_path):
+    x, y = data()
+    callback = InformationPlaneCallback({"features": x[:64, :3]}, y[:64], estimators=ESTIMATORS,  # 3 of 5 features
+                                        x_variable=x[:64], progress=False)
+    with pytest.warns(CallbackWarning, match="not measured at epoch 1.0"):
+        trainer = train(tmp_path, callback)
+    assert trainer.state.epoch == 2.0 and not callback.tracker.rows
+    assert not any(k.startswith("infoplane/") for h in trainer.state.log_history for k in h)
+
+
 def test_on_is_checked():
     with pytest.raises(ValueError, match="on must be"):
         InformationPlaneCallback(torch.zeros(4, 2), torch.zeros(4).long(), on="step")
