@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 
+from pyfastent import _checks
 from pyfastent.integrations.keys import Keys
 
 
@@ -20,6 +21,7 @@ class TrackedSteps:
     def __init__(self, x_probe, y_probe, every: int, options: dict):
         from pyfastent.nn.plane import InformationPlane
 
+        _checks.positive_int("every", every)  # checked now: the tracker is made later, inside training
         self._make = lambda model: InformationPlane(model, x_probe, y_probe, every=every, **options)
         self.tracker = None
         self.pending_state: dict | None = None

@@ -131,6 +131,8 @@ def test_train_epoch_steps_leave_modes_and_gradients_alone():
     assert all(torch.equal(p.grad, g) for p, g in zip(module.parameters(), grads))
 
 
-def test_on_is_checked():
+def test_on_and_every_are_checked():
     with pytest.raises(ValueError, match="on must be"):
         InformationPlaneCallback(torch.zeros(4, 2), torch.zeros(4).long(), on="test")
+    with pytest.raises(ValueError, match="every"):
+        InformationPlaneCallback(torch.zeros(4, 2), torch.zeros(4).long(), every=0)

@@ -124,6 +124,8 @@ def test_a_probe_the_model_cannot_take_warns_and_training_goes_on(tmp_path):
     assert not any(k.startswith("infoplane/") for h in trainer.state.log_history for k in h)
 
 
-def test_on_is_checked():
+def test_on_and_every_are_checked():
     with pytest.raises(ValueError, match="on must be"):
         InformationPlaneCallback(torch.zeros(4, 2), torch.zeros(4).long(), on="step")
+    with pytest.raises(ValueError, match="every"):
+        InformationPlaneCallback(torch.zeros(4, 2), torch.zeros(4).long(), every=0)
