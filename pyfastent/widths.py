@@ -186,7 +186,8 @@ class Alignment(WidthRule):
     def __post_init__(self):
         values = require_discrete(observe_tensor(self.labels, "labels"), "labels")
         object.__setattr__(self, "_codes", row_codes(values))
-        grid = self.grid if self.grid is not None else tuple(torch.logspace(math.log10(0.05), math.log10(5.0), 60).tolist())
+        grid = self.grid if self.grid is not None else tuple(
+            torch.logspace(math.log10(0.05), math.log10(5.0), 60, dtype=torch.float64).tolist())
         grid = tuple(_checks.positive_number("grid", g) for g in grid)
         if not grid:
             raise ValueError("grid must hold at least one factor")
@@ -201,15 +202,15 @@ class Alignment(WidthRule):
         if not bool((sq_dist > 0).any()):
             return CONSTANT_SIGMA
         median = _median_positive_distance(sq_dist)
-        classes = [torch.nonzero(codes == c).flatten() for c in torch.unique(codes)]
+        one_hot = torch.nn.functional.one_hot(codes).to(sq_dist.dtype)  # [N, C]; codes are 0..C−1
         k = torch.empty_like(sq_dist)
         best, best_score = None, -math.inf
         for factor in self.grid:
             sigma = factor * median
             torch.mul(sq_dist, -0.5 / (sigma * sigma), out=k).exp_()
-            # ⟨K, K_Y⟩_F sums the within-class blocks (the label kernel keeps
-            # nothing else); ‖K_Y‖_F does not depend on σ and is left out.
-            inner = sum(float(k[idx][:, idx].sum()) for idx in classes)
+            # ⟨K, K_Y⟩_F = Σ_c 1_cᵀ K 1_c, the within-class sums (K_Y = Y Yᵀ
+            # for one-hot Y); ‖K_Y‖_F does not depend on σ and is left out.
+            inner = float((k @ one_hot).mul_(one_hot).sum())
             score = inner / float(torch.linalg.vector_norm(k))
             if score > best_score:
                 best, best_score = sigma, score

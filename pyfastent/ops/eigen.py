@@ -66,11 +66,13 @@ def symmetric_eigenvalues(matrices: list) -> list:
     out: list = [None] * len(matrices)
     classes: dict = {}
     small: list = []
+    direct: list = []
     counts: dict = {}
     for m in matrices:
         if m.device.type == "cpu" and m.shape[-1] >= SMALLEST_CLASS:
             size = size_class(m.shape[-1])
             counts[size] = counts.get(size, 0) + (m.shape[0] if m.dim() == 3 else 1)
+    largest: dict = {}  # device -> (bytes, n, copies) of its largest solve
     for i, m in enumerate(matrices):
         size = size_class(m.shape[-1])
         on_plan = size in counts
@@ -80,13 +82,20 @@ def symmetric_eigenvalues(matrices: list) -> list:
         side_by_side = on_plan and PLAN.driver_for(size, counts[size]) != "torch"
         at_once = min(count, threads.workers()) if side_by_side else count
         copies = (0 if m.dtype == torch.float64 else count) + 1.25 * at_once
-        ensure_square_fits(m.shape[-1], torch.float64, m.device, copies, "the eigenvalues of the Gram matrix")
+        need = copies * m.shape[-1] ** 2
+        if need > largest.get(m.device, (-1,))[0]:
+            largest[m.device] = (need, m.shape[-1], copies)
         if on_plan:
             classes.setdefault(size, []).append(i)
         elif m.dim() == 2 and m.device.type == "cpu":
             small.append(i)
         else:
-            out[i] = torch_solve([m])[0]
+            direct.append(i)
+    # The solves run one after another, each freeing its copies: the largest is the peak to check.
+    for device, (_, n, copies) in largest.items():
+        ensure_square_fits(n, torch.float64, device, copies, "the eigenvalues of the Gram matrix")
+    for i in direct:
+        out[i] = torch_solve([matrices[i]])[0]
     for i, values in zip(small, padded([matrices[i] for i in small])):
         out[i] = values
     for size, indices in classes.items():
