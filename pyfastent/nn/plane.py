@@ -67,7 +67,10 @@ class InformationPlane:
         every: measure on every ``every``-th call of ``step``.
         channels: conv maps per channel (Hadamard) instead of tensor kernel.
         sigma_smoothing: momentum m of σ_t = m·σ_{t−1} + (1−m)·σ*_t per
-            layer for Rényi widths (e.g. 0.9); ``None`` for no smoothing.
+            layer for Rényi widths, per measured step; ``None`` for no
+            smoothing. Wickstrøm et al.'s 0.9 is per training iteration:
+            measuring every n iterations, pass 0.9**n (a per-epoch 0.9
+            trails layers whose distances grow, and H(T) saturates).
         transfer_entropy: a ``LayerTE`` (or ``True`` for the defaults).
         similarity: a ``LayerSimilarity``: a layer × layer similarity map of
             the tracked layers every ``similarity.every``-th measured step,

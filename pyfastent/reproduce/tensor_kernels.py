@@ -55,8 +55,9 @@ SETUP = [
     f"iteration, and the code measures after every iteration. Measured once per epoch, the same recursion run over "
     f"the epoch's iterations with σ* held is σ_t = β^n·σ_{{t−1}} + (1 − β^n)·σ*_t, n the iterations per epoch; "
     f"that is the momentum used. An earlier version of this reproduction applied β = {ITERATION_MOMENTUM} per "
-    f"epoch: σ then trailed the layers' distances, which grow about tenfold in the first ten epochs, so H(T) "
-    f"reached the saturation ceiling in early epochs (every CNN layer from conv2 on, paper-sized).",
+    f"epoch: σ then trailed the layers' distances, which grow several-fold in the first epochs (the CNN's median "
+    f"pairwise distance from epoch 1 to 10, 1000 samples: conv2 0.82 → 4.87, fc1 0.42 → 8.63), so H(T) reached "
+    f"the saturation ceiling in early epochs (every CNN layer from conv2 on, paper-sized).",
     "Kernel: one RBF on the flattened layer output (the tensor kernel). The code writes exp(−d²/σ²) "
     "(`calc_kernel`, commit 09a2a51; a later commit uses exp(−d²/(2σ²))), ours exp(−d²/(2σ²)): a width search "
     "picks the same kernel matrix in either form. X gets its width by the same rule as the layers; Y is the "
@@ -68,7 +69,7 @@ SETUP = [
     "I(X;T) = H(X) + H(T) − H(X,T) with the Hadamard product for the joint (the code's `entropy` and "
     "`j_entropy`, α = 1.01 in its `small_test`).",
     "Data and networks: scikit-learn's 8×8 digits instead of MNIST (nothing is downloaded); the MLP "
-    "64-1024-20-20-20-10 (tanh) and a CNN of the paper's shape with 4 and 8 filters; Adam at lr 1e-3 as the "
+    "64-1024-20-20-20-10 (tanh) and a small two-block CNN (4 and 8 filters); Adam at lr 1e-3 as the "
     "code's `train_model`, mini-batches of 32. Every layer of the network is measured (conv, ReLU and pooling "
     "outputs separately); the output layer is measured before its softmax.",
 ]
