@@ -83,3 +83,19 @@ def test_every_relative_link_and_anchor_resolves(path):
         assert file.exists(), f"{path.name}: {link} points to nothing"
         if anchor:
             assert anchor in anchors(file), f"{path.name}: {link}: {file.name} has no heading #{anchor}"
+
+
+def test_reproduction_tables_are_the_recorded_runs():
+    """The paper-sized verdicts and times in the README and the reproductions
+    guide are those benchmarks/bench_reproductions.py wrote."""
+    import json
+
+    recorded = json.loads((ROOT / "benchmarks" / "results" / "bench_reproductions_cpu.json").read_text())["results"]
+    expected = {r["name"]: (r["verdict"], f"{r['seconds'] / 60:.1f} min") for r in recorded}
+    readme = dict((name, (verdict, minutes)) for name, verdict, minutes in re.findall(
+        r"^\| `([a-z-]+)` \| [^|]+ \| ([a-z ]+) \| ([\d.]+ min) \|$", (ROOT / "README.md").read_text(), flags=re.M))
+    guide = dict((name, (verdict, minutes)) for name, minutes, verdict in re.findall(
+        r"^\| `([a-z-]+)` \| [^|]+ \| ([\d.]+ min) \| ([a-z ]+) \|", (ROOT / "docs" / "guides" / "reproductions.md")
+        .read_text(), flags=re.M))
+    assert readme == expected
+    assert guide == expected
