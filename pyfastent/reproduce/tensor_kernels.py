@@ -108,7 +108,6 @@ class BatchPlanes:
     def __init__(self, net, x, y, batch: int, momentum: float | None):
         if len(y) % batch:
             raise ValueError(f"the probe's {len(y)} samples are not a multiple of batch={batch}")
-        self.batch = batch
         self.planes = [InformationPlane(net, x[s:s + batch], y[s:s + batch],
                                         estimators=(Renyi(), Renyi(sigma="alignment", labels=y[s:s + batch])),
                                         sigma_smoothing=momentum, progress=False)
