@@ -72,7 +72,7 @@ def symmetric_eigenvalues(matrices: list) -> list:
         if m.device.type == "cpu" and m.shape[-1] >= SMALLEST_CLASS:
             size = size_class(m.shape[-1])
             counts[size] = counts.get(size, 0) + (m.shape[0] if m.dim() == 3 else 1)
-    largest: dict = {}  # device -> (bytes, n, copies) of its largest solve
+    largest: dict = {}  # device -> (copies·n² entries, n, copies) of its largest solve
     for i, m in enumerate(matrices):
         size = size_class(m.shape[-1])
         on_plan = size in counts
